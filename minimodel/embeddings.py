@@ -1,0 +1,51 @@
+"""New word embeddings for a target vocabulary, and splicing them into a model.
+
+Only the word embeddings and the (tied) output bias are language-specific; position and token-type
+embeddings and the embedding LayerNorm stay the source model's.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from minimodel.models import output_bias, trainable
+
+
+def init_embeddings(source: PreTrainedModel, vocab_size: int, shared: dict[int, int] | None = None,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) for a new vocabulary: random at the source embeddings' scale, then (overlap init)
+    the source's vector and bias copied for every shared token."""
+    src_w = source.get_input_embeddings().weight.detach()
+    src_b = output_bias(source).detach()
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(vocab_size, src_w.shape[1], generator=g) * src_w.std() + src_w.mean()
+    bias = torch.zeros(vocab_size)
+    if shared:
+        tgt, src = torch.tensor(list(shared)), torch.tensor(list(shared.values()))
+        weight[tgt] = src_w[src].float()
+        bias[tgt] = src_b[src].float()
+    return weight, bias
+
+
+def splice(model: PreTrainedModel, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    """Give `model` a new vocabulary: resize (keeps an MLM decoder tied) and copy the new rows in.
+
+    `bias` is the MLM output bias; classifiers have none.
+    """
+    model.resize_token_embeddings(weight.shape[0], mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(weight)
+        if bias is not None:
+            output_bias(model).copy_(bias)
+
+
+def learned(model: PreTrainedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """The language-specific part of a model: (word embeddings, output bias)."""
+    return model.get_input_embeddings().weight.detach().clone(), output_bias(model).detach().clone()
+
+
+def only_embeddings_trainable(model: PreTrainedModel) -> None:
+    """Freeze everything but the word embeddings and the output bias (the standard relearning recipe)."""
+    trainable(model, False)
+    model.get_input_embeddings().weight.requires_grad_(True)
+    output_bias(model).requires_grad_(True)

@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny models and a synthetic topic language (tests must run in seconds on 2 cores)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # tiny models: one thread is fastest, and 2-core CI runs other processes too
+
+from tests.synthetic import corpus_lines, write_language
+
+
+@pytest.fixture(scope="session")
+def english_lines() -> list[str]:
+    return corpus_lines(2000, seed=1)
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> dict:
+    """Local files of the synthetic topic task in English and in a ciphered copy ("xx")."""
+    root = tmp_path_factory.mktemp("toy")
+    write_language(root)
+    return {"corpus": str(root / "corpus" / "{lang}.txt"), "task": str(root / "task" / "{lang}" / "{split}.jsonl"),
+            "root": root}

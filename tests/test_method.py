@@ -1,0 +1,175 @@
+"""The method's invariants on tiny models: what is frozen stays frozen, mini-models are exact views,
+masked-only MLM is the same loss, FLOPs are real, and everything round-trips through save/load."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM
+
+from minimodel import models
+from minimodel.compute import count_flops
+from minimodel.embeddings import init_embeddings, learned, only_embeddings_trainable, splice
+from minimodel.joint import joint_loss
+from minimodel.mlm import masked_loss, mlm_batches, mlm_loss, pack
+from minimodel.post import minipost_model
+from minimodel.train import train
+from minimodel.vocab import shared_tokens, train_tokenizer
+from tests.synthetic import cipher, encipher
+
+FAMILIES = ["bert", "roberta", "xlm-roberta"]
+
+
+def tiny(family: str, lines: list[str], layers: int = 4, vocab: int = 300):
+    tokenizer = models.empty_tokenizer(family).train_new_from_iterator(lines, vocab)
+    model = models.build_mlm(family, tokenizer, hidden=32, layers=layers, heads=2, ffn=64, max_len=32)
+    return model, tokenizer
+
+
+def batches_for(tokenizer, lines, batch_size=8, seq_len=32):
+    blocks = pack(tokenizer(lines)["input_ids"], seq_len)
+    return mlm_batches(blocks, tokenizer, batch_size, seed=0)
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_relearning_changes_only_embeddings_and_bias(family, english_lines):
+    model, tokenizer = tiny(family, english_lines)
+    ciphered = [encipher(s, cipher()) for s in english_lines]
+    target = train_tokenizer(tokenizer, ciphered, 300)
+    weight, bias = init_embeddings(model, len(target), shared_tokens(tokenizer, target))
+    splice(model, weight, bias)
+    only_embeddings_trainable(model)
+    before = snapshot(model)
+    train(model, lambda b: mlm_loss(model, b), batches_for(target, ciphered), steps=3, lr=1e-2)
+    after = snapshot(model)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    emb = [n for n in before if n.endswith("word_embeddings.weight")]
+    assert set(emb) <= changed and any(n.endswith("bias") and "predictions" in n or n == "lm_head.bias" for n in changed)
+    for name in changed:
+        assert name.endswith(("word_embeddings.weight", "decoder.weight", "predictions.bias", "decoder.bias", "lm_head.bias")), name
+
+
+def test_minipost_alignment_leaves_the_big_model_bit_identical(english_lines):
+    full, tokenizer = tiny("bert", english_lines)
+    before = snapshot(full)
+    mini = minipost_model(full, depth=2, top_layers=1)
+    trained = {n for n, p in mini.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("bert.encoder.layer.2.", "cls.")) for n in trained)
+    train(mini, lambda b: mlm_loss(mini, b), batches_for(tokenizer, english_lines), steps=3, lr=1e-2)
+    after = snapshot(full)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert not torch.equal(mini.bert.encoder.layer[2].output.dense.weight, full.bert.encoder.layer[2].output.dense.weight)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_minijoint_mini_model_is_the_full_model_at_layer_k(family, english_lines):
+    model, tokenizer = tiny(family, english_lines)
+    head = models.new_head(model)
+    loss = joint_loss(model, head, depth=2, weight=1.0)
+    train(torch.nn.ModuleList([model, head]), loss, batches_for(tokenizer, english_lines), steps=3, lr=1e-2)
+    mini = models.mini_model(model, 2, head)
+    model.eval(), mini.eval()
+    ids = torch.tensor([tokenizer(english_lines[0])["input_ids"]])
+    full_k = model.base_model(ids, output_hidden_states=True).hidden_states[2]
+    assert torch.equal(mini.base_model(ids).last_hidden_state, full_k)
+    assert torch.equal(mini(ids).logits, head(full_k))
+
+
+def test_masked_only_loss_equals_all_positions_loss_at_masked_positions(english_lines):
+    model, tokenizer = tiny("bert", english_lines)
+    model.eval()
+    batch = batches_for(tokenizer, english_lines)(0)
+    all_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    reference = torch.nn.functional.cross_entropy(all_logits.view(-1, all_logits.shape[-1]), batch["labels"].view(-1))
+    assert torch.allclose(mlm_loss(model, batch), reference, atol=1e-6)
+
+
+def analytic_forward(b: int, l: int, h: int, f: int, n: int, masked: int, v: int) -> tuple[int, int, int]:
+    """(layer stack, head transform, decoder) forward FLOPs of a BERT MLM step, counting a multiply-add as 2."""
+    stack = n * (8 * b * l * h * h + 4 * b * l * h * f + 4 * b * l * l * h)
+    return stack, 2 * masked * h * h, 2 * masked * h * v
+
+
+def test_counted_flops_match_the_analytic_count_and_mini_costs_less():
+    tokenizer = models.empty_tokenizer("bert").train_new_from_iterator([" ".join(f"t{i}" for i in range(3000))], 2000)
+    h, f, n, v, b, l = 128, 512, 12, len(tokenizer), 8, 64
+    model = models.build_mlm("bert", tokenizer, hidden=h, layers=n, heads=4, ffn=f, max_len=l)
+    ids = torch.randint(10, v, (b, l))
+    labels = torch.full_like(ids, -100)
+    labels[:, ::7] = ids[:, ::7]
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    masked = int((labels != -100).sum())
+    stack, transform, decoder = analytic_forward(b, l, h, f, n, masked, v)
+    counted = count_flops(lambda: mlm_loss(model, batch).backward())
+    assert abs(counted - 3 * (stack + transform + decoder)) / counted < 0.10
+
+    def relearn_step(depth: int) -> int:
+        body = models.mini_model(model, depth, models.new_head(model)) if depth < n else model
+        only_embeddings_trainable(body)
+        return count_flops(lambda: mlm_loss(body, batch).backward())
+
+    def predicted(depth: int) -> int:  # input gradients only through frozen weights; the tied decoder learns
+        s, t, d = analytic_forward(b, l, h, f, depth, masked, v)
+        return 2 * s + 2 * t + 3 * d
+
+    full = relearn_step(n)
+    assert abs(full - predicted(n)) / full < 0.10
+    for depth in (1, 2, 4):
+        ratio, expected = relearn_step(depth) / full, predicted(depth) / predicted(n)
+        assert ratio < 1 and abs(ratio - expected) / expected < 0.10, (depth, ratio, expected)
+
+
+def test_save_load_round_trips_give_identical_logits(tmp_path, english_lines):
+    full, tokenizer = tiny("roberta", english_lines)
+    ids = torch.tensor([tokenizer(english_lines[1])["input_ids"]])
+    joint_mini = models.mini_model(full, 2, models.new_head(full))
+    post_mini = minipost_model(full, depth=1, top_layers=1, init="random")
+    spliced = copy.deepcopy(full)
+    target = train_tokenizer(tokenizer, [encipher(s, cipher()) for s in english_lines], 300)
+    splice(spliced, *init_embeddings(full, len(target)))
+    target_ids = torch.tensor([target(encipher(english_lines[1], cipher()))["input_ids"]])
+    for name, model, x in (("full", full, ids), ("joint", joint_mini, ids), ("post", post_mini, ids),
+                           ("spliced", spliced, target_ids)):
+        model.save_pretrained(tmp_path / name)
+        loaded = AutoModelForMaskedLM.from_pretrained(tmp_path / name)
+        model.eval()
+        assert torch.equal(model(x).logits, loaded(x).logits), name
+    weight, bias = learned(spliced)
+    assert weight.shape[0] == len(target) and bias.shape[0] == len(target)
+
+
+def test_unknown_model_fails_with_its_name():
+    with pytest.raises(models.ModelError, match="no-such-org/no-such-model"):
+        models.load_mlm("no-such-org/no-such-model")
+    with pytest.raises(models.ModelError, match="bundled:nope"):
+        models.load_mlm("bundled:nope")
+
+
+def test_checkpoint_resume_continues_where_it_stopped(tmp_path, english_lines):
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_3(point):
+        if point["step"] == 3:
+            raise Interrupted
+
+    _, tokenizer = tiny("bert", english_lines)
+
+    def run(folder, on_eval=None):
+        model = models.build_mlm("bert", tokenizer, hidden=32, layers=4, heads=2, ffn=64, max_len=32)
+        stats = train(model, lambda b: mlm_loss(model, b), batches_for(tokenizer, english_lines), steps=5, lr=1e-3,
+                      evaluate=dict, eval_every=1, on_eval=on_eval, checkpoint_dir=folder, checkpoint_every=1)
+        return model, stats
+
+    straight, _ = run(None)
+    with pytest.raises(Interrupted):  # killed after its checkpoint at step 2
+        run(tmp_path / "ck", stop_at_3)
+    resumed, stats = run(tmp_path / "ck")
+    assert [p["step"] for p in stats["curve"]] == [0, 1, 2, 3, 4, 5]
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), n
