@@ -1,0 +1,197 @@
+"""The bundled snapshot against its manifest, leakage, the Hugging Face path offline, loader errors."""
+
+import gzip
+import hashlib
+import json
+import lzma
+from collections import Counter
+from functools import cache
+
+import pytest
+
+from minimodel.data import DataError, data_dir, languages, read_corpus, read_task
+
+BUNDLED = "bundled:ddtp-topic"
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+@cache
+def manifest() -> dict:
+    return json.loads((data_dir() / "ddtp-topic/manifest.json").read_text())
+
+
+@cache
+def corpus(language: str) -> list[str]:
+    return read_corpus(BUNDLED, language)
+
+
+# --- the committed snapshot --------------------------------------------------------------------
+
+def test_snapshot_is_small_and_has_the_required_languages():
+    files = [p for p in (data_dir() / "ddtp-topic").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 25e6
+    assert {"en", "de", "fr", "es", "ru", "ja", "zh_CN"} <= set(languages(BUNDLED))
+    assert set(manifest()["task"]["en"]) == {"train", "dev", "test"}
+
+
+def test_manifest_matches_what_the_loader_reads():
+    folder = data_dir() / "ddtp-topic"
+    for language, splits in manifest()["task"].items():
+        for split, entry in splits.items():
+            assert hashlib.sha256(lzma.open(folder / entry["file"]).read()).hexdigest() == entry["sha256"]
+            rows = read_task(BUNDLED, language, split)
+            assert len(rows) == entry["count"]
+            assert Counter(r["label"] for r in rows) == entry["classes"]
+    for language, entry in manifest()["corpus"].items():
+        assert hashlib.sha256(lzma.open(folder / entry["file"]).read()).hexdigest() == entry["sha256"]
+        assert len(corpus(language)) == entry["docs"]
+
+
+def test_target_labels_are_training_labels():
+    train_labels = {r["label"] for r in read_task(BUNDLED, "en", "train")}
+    assert len(train_labels) == 8
+    for language in languages(BUNDLED):
+        for split in ("dev", "test"):
+            read_task(BUNDLED, language, split, labels=train_labels)  # raises on an unseen label
+
+
+def test_no_dev_or_test_text_in_any_corpus_or_english_train():
+    held_out = {normalise(r["text"]) for language in languages(BUNDLED) for split in ("dev", "test")
+                for r in read_task(BUNDLED, language, split)}
+    train = {normalise(r["text"]) for r in read_task(BUNDLED, "en", "train")}
+    assert not held_out & train
+    for language in languages(BUNDLED):
+        leaked = held_out & {normalise(doc) for doc in corpus(language)}
+        assert not leaked, f"{language}: {sorted(leaked)[:3]}"
+
+
+def test_corpus_stops_at_max_docs():
+    assert read_corpus(BUNDLED, "de", max_docs=7) == corpus("de")[:7]
+
+
+# --- Hugging Face datasets, offline, on local folders in the hub's layout ----------------------
+
+@pytest.fixture
+def hub_folder(tmp_path, monkeypatch):
+    """Write a dataset folder the way the hub stores it: README.md configs + parquet per config."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+
+    def write(name: str, configs: dict[str, dict[str, dict]], features) -> str:
+        root = tmp_path / name
+        yaml = ["---", "configs:"]
+        for config, splits in configs.items():
+            yaml += [f"- config_name: {config}", "  data_files:"]
+            for split, columns in splits.items():
+                (root / config).mkdir(parents=True, exist_ok=True)
+                path = root / config / f"{split}-00000-of-00001.parquet"
+                datasets.Dataset.from_dict(columns, features=features).to_parquet(str(path))
+                yaml += [f"  - split: {split}", f"    path: {config}/{split}-*"]
+        (root / "README.md").write_text("\n".join(yaml + ["---", ""]))
+        return str(root)
+
+    return write, datasets
+
+
+def test_hf_xnli_layout(hub_folder):
+    write, datasets = hub_folder
+    features = datasets.Features({
+        "premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})
+    split = {"premise": ["Er schläft.", "Sie liest."], "hypothesis": ["Er ist wach.", "Sie liest."],
+             "label": [2, 0]}
+    folder = write("xnli", {lang: {"train": split, "validation": split, "test": split}
+                            for lang in ("de", "en")}, features)
+    rows = read_task(f"hf:{folder}", "de", "dev")  # dev is the hub's "validation"
+    assert rows[0] == {"text": "Er schläft.", "text_pair": "Er ist wach.", "label": "contradiction"}
+    train_labels = {r["label"] for r in read_task(f"hf:{folder}", "en", "train")}
+    assert len(read_task(f"hf:{folder}", "de", "test", labels=train_labels)) == 2
+    assert languages(f"hf:{folder}") == ["de", "en"]
+
+
+def test_hf_pawsx_layout(hub_folder):
+    write, datasets = hub_folder
+    features = datasets.Features({
+        "id": datasets.Value("int32"), "sentence1": datasets.Value("string"),
+        "sentence2": datasets.Value("string"), "label": datasets.ClassLabel(names=["0", "1"])})
+    split = {"id": [1], "sentence1": ["A は B だ。"], "sentence2": ["B は A だ。"], "label": [1]}
+    folder = write("paws-x", {"ja": {"test": split}}, features)
+    assert read_task(f"hf:{folder}", "ja", "test") == [
+        {"text": "A は B だ。", "text_pair": "B は A だ。", "label": "1"}]
+
+
+def test_hf_corpora_stream_and_stop(hub_folder):
+    write, datasets = hub_folder
+    cc100 = write("cc100", {"sw": {"train": {"id": ["0", "1", "2", "3"],
+                                             "text": ["Habari ya asubuhi.", "", "Karibu sana.", "Asante."]}}},
+                  datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string")}))
+    assert read_corpus(f"hf:{cc100}", "sw") == ["Habari ya asubuhi.", "Karibu sana.", "Asante."]
+    assert read_corpus(f"hf:{cc100}", "sw", max_docs=2) == ["Habari ya asubuhi.", "Karibu sana."]
+
+    article = {"id": ["1"], "url": ["https://de.wikipedia.org/wiki/Alan_Turing"], "title": ["Alan Turing"],
+               "text": ["Alan Mathison Turing war ein britischer Logiker."]}
+    wiki = write("wikipedia", {"20231101.de": {"train": article}},
+                 datasets.Features({k: datasets.Value("string") for k in article}))
+    source = f"hf:{wiki}:20231101.{{lang}}"
+    assert read_corpus(source, "de") == article["text"]
+    assert languages(source) == ["de"]
+
+
+def test_hf_unreachable_is_one_line_error(monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"^hf:/nonexistent/xnli \[de/test\]: [^\n]*$"):
+        read_task("hf:/nonexistent/xnli", "de", "test")
+    assert "de" in languages("hf:xnli") and "zh-Hans" in languages("hf:cc100")
+
+
+# --- local files and their errors --------------------------------------------------------------
+
+def write_task(tmp_path, split: str, lines: list[str], lang: str = "de", opener=open) -> str:
+    (tmp_path / lang).mkdir(exist_ok=True)
+    with opener(tmp_path / lang / f"{split}.jsonl", "wt", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return str(tmp_path / "{lang}" / "{split}.jsonl")
+
+
+def test_local_task_and_compressed_corpus(tmp_path):
+    lines = ['{"text": "a", "label": 1}', "", '{"text": "b", "label": "x", "text_pair": "c"}']
+    source = write_task(tmp_path, "train", lines)
+    assert read_task(source, "de", "train") == [{"text": "a", "label": "1"},
+                                                {"text": "b", "label": "x", "text_pair": "c"}]
+    assert languages(source) == ["de"]
+    with gzip.open(tmp_path / "de.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("eins\n\nzwei\n")
+    with lzma.open(tmp_path / "fr.txt.xz", "wt", encoding="utf-8") as f:
+        f.write("un\n")
+    assert read_corpus(str(tmp_path / "{lang}.txt.gz"), "de") == ["eins", "zwei"]
+    assert read_corpus(str(tmp_path / "{lang}.txt.xz"), "fr") == ["un"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not JSON"),
+    ('{"text": "no label"}', 'needs a string "text" and a "label"'),
+    ('{"label": "x"}', 'needs a string "text" and a "label"'),
+])
+def test_bad_line_names_file_and_line(tmp_path, line, message):
+    source = write_task(tmp_path, "train", ['{"text": "ok", "label": "x"}', line])
+    with pytest.raises(DataError, match=rf"de/train\.jsonl:2: {message}"):
+        read_task(source, "de", "train")
+
+
+def test_missing_file_empty_split_and_unseen_label(tmp_path):
+    source = write_task(tmp_path, "test", ['{"text": "a", "label": "x"}', '{"text": "b", "label": "y"}'])
+    with pytest.raises(DataError, match=r"fr/test\.jsonl: no such file"):
+        read_task(source, "fr", "test")
+    write_task(tmp_path, "dev", [])
+    with pytest.raises(DataError, match=r"de/dev\.jsonl: empty split"):
+        read_task(source, "de", "dev")
+    with pytest.raises(DataError, match=r"de/test\.jsonl:2: label 'y' not among the training labels"):
+        read_task(source, "de", "test", labels={"x"})
+    with pytest.raises(DataError, match=r"must contain \{lang\} and \{split\}"):
+        read_task(str(tmp_path / "de.jsonl"), "de", "test")
+    with pytest.raises(DataError, match=r"bundled:nope: no .*manifest\.json"):
+        languages("bundled:nope")
