@@ -33,6 +33,10 @@ def splice(model: PreTrainedModel, weight: torch.Tensor, bias: torch.Tensor | No
     `bias` is the MLM output bias; classifiers have none.
     """
     model.resize_token_embeddings(weight.shape[0], mean_resizing=False)
+    decoder = model.get_output_embeddings()
+    if decoder is not None:  # tie explicitly: not every transformers 5.x release re-ties after a resize
+        decoder.weight = model.get_input_embeddings().weight
+        decoder.bias = output_bias(model)
     with torch.no_grad():
         model.get_input_embeddings().weight.copy_(weight)
         if bias is not None:

@@ -11,17 +11,16 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from minimodel.models import trainable
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, items: list[dict], labels: list[str], seq_len: int,
-           where: str = "task") -> list[dict]:
-    """Tokenise single sentences or pairs (optional "text_pair") and map labels to ids."""
+def encode(tokenizer: PreTrainedTokenizerBase, items: list[dict], labels: list[str], seq_len: int) -> list[dict]:
+    """Tokenise single sentences or pairs (optional "text_pair") and map labels to ids.
+
+    Labels must be among `labels`: data.read_task(..., labels=) checks that with file and line.
+    """
     index = {name: i for i, name in enumerate(labels)}
-    unseen = sorted({str(x["label"]) for x in items} - set(index))
-    if unseen:
-        raise ValueError(f"{where}: labels {unseen} do not occur in the training split ({', '.join(labels)})")
     pairs = [x.get("text_pair") for x in items]
     enc = tokenizer([x["text"] for x in items], pairs if any(p is not None for p in pairs) else None,
                     truncation=True, max_length=seq_len)
-    return [{"input_ids": ids, "labels": index[str(x["label"])]} for ids, x in zip(enc["input_ids"], items)]
+    return [{"input_ids": ids, "labels": index[x["label"]]} for ids, x in zip(enc["input_ids"], items)]
 
 
 def collate(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict]:

@@ -1,8 +1,12 @@
 """A synthetic topic language and its cipher: the method's correctness proof at toy scale.
 
-Sentences mix topic-specific and common words; the label is the topic. The cipher maps every word
-to a new string through a fixed random permutation, so the "target language" has the same structure
-and no shared vocabulary: only relearned embeddings can make the English model read it.
+Sentences mix topic words and common words; the label is the topic. The cipher maps every topic
+word to a new string through a fixed random permutation and keeps the common words, the way real
+languages share digits, punctuation and names: those shared tokens carry no label (every topic uses
+them alike, or nearly: see LEANS) but anchor the space. Only
+relearned embeddings for the topic words can make the English model read the ciphered language.
+(With no shared token at all, a toy-sized model relearned from random init lands on a permuted
+solution of equal MLM loss; DATA.md saw the same on real German at CPU-sized budgets.)
 """
 from __future__ import annotations
 
@@ -11,16 +15,28 @@ import random
 from pathlib import Path
 
 TOPICS = ("games", "science", "network", "text")
-COMMON = [f"w{i}" for i in range(40)]
-TOPIC_WORDS = {t: [f"{t[:3]}{i}" for i in range(25)] for t in TOPICS}
+COMMON = [f"w{i}" for i in range(20)]
+TOPIC_WORDS = {t: [f"{t[:3]}{i}" for i in range(size)] for t, size in zip(TOPICS, (6, 15, 10, 20))}
 VOCAB = COMMON + [w for ws in TOPIC_WORDS.values() for w in ws]
+_pick = random.Random(11)
+SUCCESSOR = {w: _pick.choice(COMMON) for ws in TOPIC_WORDS.values() for w in ws}
+# Each topic leans on its own overlapping window of common words, as real topics lean on their own
+# names and numbers: weak label evidence on its own, but it ties each topic to its place in the space.
+LEANS = {t: [COMMON[(5 * i + j) % len(COMMON)] for j in range(8)] for i, t in enumerate(TOPICS)}
+
+
+def zipf(rng: random.Random, pool: list[str]) -> str:
+    return rng.choices(pool, weights=[1 / (i + 1) for i in range(len(pool))])[0]
 
 
 def sentence(rng: random.Random, topic: str) -> str:
-    words = []
+    words: list[str] = []
     for _ in range(rng.randint(8, 16)):
-        pool = TOPIC_WORDS[topic] if rng.random() < 0.45 else COMMON
-        words.append(rng.choice(pool))
+        if words and words[-1] in SUCCESSOR and rng.random() < 0.6:
+            words.append(SUCCESSOR[words[-1]])
+        else:
+            r = rng.random()
+            words.append(zipf(rng, TOPIC_WORDS[topic] if r < 0.5 else LEANS[topic] if r < 0.8 else COMMON))
     return " ".join(words)
 
 
@@ -39,11 +55,12 @@ def task_items(n: int, seed: int) -> list[dict]:
 
 
 def cipher() -> dict[str, str]:
-    """A fixed bijection from source words onto new strings."""
+    """A fixed bijection from topic words onto new strings; common words map to themselves."""
     rng = random.Random(7)
-    targets = [f"q{i}z" for i in range(len(VOCAB))]
+    topic_words = [w for ws in TOPIC_WORDS.values() for w in ws]
+    targets = [f"q{i}z" for i in range(len(topic_words))]
     rng.shuffle(targets)
-    return dict(zip(VOCAB, targets))
+    return {**{w: w for w in COMMON}, **dict(zip(topic_words, targets))}
 
 
 def encipher(text: str, table: dict[str, str]) -> str:

@@ -43,6 +43,8 @@ def test_relearning_changes_only_embeddings_and_bias(family, english_lines):
     target = train_tokenizer(tokenizer, ciphered, 300)
     weight, bias = init_embeddings(model, len(target), shared_tokens(tokenizer, target))
     splice(model, weight, bias)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert model.get_output_embeddings().bias is models.output_bias(model)
     only_embeddings_trainable(model)
     before = snapshot(model)
     train(model, lambda b: mlm_loss(model, b), batches_for(target, ciphered), steps=3, lr=1e-2)

@@ -1,0 +1,296 @@
+"""One trial as stages, each cached on disk under the hash of the config sections it reads.
+
+    source    load or pretrain the English model (head restore; MiniJoint's second head)   shared
+    align     MiniPost: align a new top over frozen layers[:depth]                          shared
+    finetune  English task fine-tune of the full model, word embeddings frozen              shared
+    adapt     the trial: relearn one language's embeddings through the full or mini-model,
+              evaluating zero-shot on the way
+
+A stage folder appears only when the stage is complete (written to a temporary folder, then renamed),
+so an interrupted sweep recomputes nothing that finished. Under torch.distributed every rank trains
+and rank 0 writes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from minimodel import data, tasks
+from minimodel.config import config_hash
+from minimodel.embeddings import init_embeddings, learned, only_embeddings_trainable, splice
+from minimodel.joint import joint_loss
+from minimodel.mlm import mlm_batches, mlm_eval, mlm_loss, pack
+from minimodel.models import build_mlm, device, empty_tokenizer, load_mlm, mini_model, mlm_head, new_head, trainable
+from minimodel.post import minipost_model
+from minimodel.train import distributed, train
+from minimodel.vocab import canonical, shared_tokens, train_tokenizer
+
+SHARED_STAGES = ("source", "align", "finetune")
+SOURCE_LANGUAGE = "en"
+HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure MLM loss and accuracy
+
+
+def needed_stages(cfg: dict) -> list[str]:
+    """The shared stages a trial needs, in dependency order."""
+    return ["source", "align", "finetune"] if cfg["adapt"]["method"] == "minipost" else ["source", "finetune"]
+
+
+def joint_depth(cfg: dict) -> int:
+    return cfg["adapt"]["depth"] if cfg["adapt"]["method"] == "minijoint" else 0
+
+
+def stage_keys(cfg: dict) -> dict[str, str]:
+    """Each stage's cache key: the hash of exactly what it depends on (including upstream keys)."""
+    d, a = cfg["data"], cfg["adapt"]
+    model = cfg["model"] if cfg["model"]["name"] == "scratch" else {"name": cfg["model"]["name"]}
+    source = config_hash("source", model, cfg["pretrain"], d["source_corpus"], d["seq_len"], d["max_docs"],
+                         cfg["seed"], joint_depth(cfg))
+    align = config_hash("align", source, cfg["align"], a["depth"])
+    finetune = config_hash("finetune", source, cfg["finetune"], d["task"], d["seq_len"])
+    vocab = config_hash("vocab", source, d["target_corpus"], a["language"], a["vocab_size"], d["max_docs"])
+    through = align if a["method"] == "minipost" else source
+    adapt = config_hash("adapt", through, finetune, vocab, a, d, cfg["seed"])
+    return {"source": source, "align": align, "finetune": finetune, "vocab": vocab, "adapt": adapt}
+
+
+def stage_dir(name: str, cfg: dict, cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / name / stage_keys(cfg)[name]
+
+
+def stage_done(name: str, cfg: dict, cache_dir: str | Path) -> bool:
+    return (stage_dir(name, cfg, cache_dir) / "stats.json").exists()
+
+
+def run_stage(name: str, cfg: dict, cache_dir: str | Path) -> dict:
+    """Compute a shared stage unless it is cached; return its stats (compute and metrics)."""
+    out = stage_dir(name, cfg, cache_dir)
+    if not (out / "stats.json").exists():
+        for upstream in needed_stages(cfg)[: needed_stages(cfg).index(name)]:
+            run_stage(upstream, cfg, cache_dir)
+        _complete(out, lambda tmp: STAGES[name](cfg, Path(cache_dir), tmp))
+    return json.loads((out / "stats.json").read_text())
+
+
+def run_trial(cfg: dict, cache_dir: str | Path, report: Callable[[dict], None] | None = None) -> dict:
+    """Shared stages (cached), then the adaptation (cached too: a finished trial replays its curve)."""
+    for name in needed_stages(cfg):
+        run_stage(name, cfg, cache_dir)
+    out = stage_dir("adapt", cfg, cache_dir)
+    if not (out / "stats.json").exists():
+        _complete(out, lambda tmp: _adapt(cfg, Path(cache_dir), tmp, report))
+    elif report:
+        for point in json.loads((out / "stats.json").read_text())["curve"]:
+            report(point)
+    return json.loads((out / "stats.json").read_text())
+
+
+def _complete(out: Path, compute: Callable[[Path], dict]) -> None:
+    """Run compute(tmp) and publish tmp as `out` with its stats.json, atomically (rank 0 only)."""
+    rank, world = distributed()
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    stats = compute(tmp)
+    if rank == 0:
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=1))
+        shutil.rmtree(tmp / "checkpoint", ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    if world > 1:
+        dist.barrier()
+
+
+def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
+    m, p, d = cfg["model"], cfg["pretrain"], cfg["data"]
+    rank, world = distributed()
+    texts = data.read_corpus(d["source_corpus"], SOURCE_LANGUAGE, d["max_docs"])
+    if m["name"] == "scratch":
+        tokenizer = canonical(empty_tokenizer(m["family"]).train_new_from_iterator(texts, m["vocab_size"]))
+        model = build_mlm(m["family"], tokenizer, hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
+                          ffn=m["ffn"], max_len=d["seq_len"], seed=cfg["seed"])
+    else:
+        model, tokenizer = load_mlm(m["name"])
+    model.to(device())
+    blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
+    held, blocks = _held_out(blocks, tokenizer, p["batch_size"])
+    batches = mlm_batches(blocks, tokenizer, p["batch_size"], cfg["seed"], rank, world)
+    stats = {"before": mlm_eval(model, held)}
+    common = dict(lr=p["lr"], warmup=p["warmup"], eval_every=p["eval_every"], checkpoint_every=200)
+    if p["head_steps"]:
+        trainable(model, False)
+        trainable(mlm_head(model), True)
+        model.get_input_embeddings().weight.requires_grad_(False)  # the decoder is tied to it
+        head = train(model, lambda b: mlm_loss(model, b), batches, steps=p["head_steps"], desc="head restore",
+                     evaluate=lambda: mlm_eval(model, held), checkpoint_dir=out / "checkpoint" / "head", **common)
+        stats["head"] = head
+    trainable(model, True)
+    depth = joint_depth(cfg)
+    mini_head = new_head(model) if depth else None
+    if p["steps"]:
+        both = nn.ModuleList([model, mini_head] if depth else [model])
+        loss = joint_loss(model, mini_head, depth, p["joint_weight"]) if depth else (lambda b: mlm_loss(model, b))
+        stats["pretrain"] = train(both, loss, batches, steps=p["steps"], desc="pretrain",
+                                  evaluate=lambda: mlm_eval(model, held), checkpoint_dir=out / "checkpoint" / "body",
+                                  **common)
+    stats["after"] = mlm_eval(model, held)
+    stats.update(_compute_total(stats, "head", "pretrain"))
+    stats.update(stats["after"])
+    if rank == 0:
+        _save(model, tokenizer, out / "model")
+    if depth:
+        mini = mini_model(model, depth, mini_head)
+        stats["mini_after"] = mlm_eval(mini, held)
+        if rank == 0:
+            _save(mini, tokenizer, out / "mini")
+    return stats
+
+
+def _align(cfg: dict, cache_dir: Path, out: Path) -> dict:
+    a, d = cfg["align"], cfg["data"]
+    rank, world = distributed()
+    source = stage_dir("source", cfg, cache_dir) / "model"
+    full = AutoModelForMaskedLM.from_pretrained(source).to(device())
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    mini = minipost_model(full, cfg["adapt"]["depth"], a["layers"], a["init"], cfg["seed"]).to(device())
+    blocks = token_blocks(tokenizer, data.read_corpus(d["source_corpus"], SOURCE_LANGUAGE, d["max_docs"]),
+                          d["seq_len"], cache_dir)
+    held, blocks = _held_out(blocks, tokenizer, a["batch_size"])
+    stats = {"before": mlm_eval(mini, held)}
+    stats.update(train(mini, lambda b: mlm_loss(mini, b), mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world),
+                       steps=a["steps"], lr=a["lr"], warmup=a["warmup"], desc="align",
+                       checkpoint_dir=out / "checkpoint", checkpoint_every=200))
+    stats.update(mlm_eval(mini, held))
+    if rank == 0:
+        _save(mini, tokenizer, out / "mini")
+    return stats
+
+
+def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
+    f, d = cfg["finetune"], cfg["data"]
+    rank, world = distributed()
+    source = stage_dir("source", cfg, cache_dir) / "model"
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    train_items = data.read_task(d["task"], SOURCE_LANGUAGE, "train")
+    labels = sorted({x["label"] for x in train_items})
+    split = {s: tasks.encode(tokenizer, data.read_task(d["task"], SOURCE_LANGUAGE, s, labels=labels), labels,
+                             d["seq_len"]) for s in ("dev", "test")}
+    model = tasks.classifier(source, labels).to(device())
+    batches = tasks.task_batches(tasks.encode(tokenizer, train_items, labels, d["seq_len"]), tokenizer,
+                                 f["batch_size"], cfg["seed"], rank, world)
+    stats = train(model, tasks.classification_loss(model), batches, steps=f["steps"], lr=f["lr"], warmup=f["warmup"],
+                  evaluate=lambda: tasks.evaluate(model, split["dev"], tokenizer), eval_every=max(f["steps"] // 5, 1),
+                  desc="finetune", checkpoint_dir=out / "checkpoint", checkpoint_every=200)
+    stats.update(tasks.evaluate(model, split["test"], tokenizer))
+    if rank == 0:
+        _save(model, tokenizer, out / "classifier")
+    return stats
+
+
+def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None] | None) -> dict:
+    a, d = cfg["adapt"], cfg["data"]
+    lang, keys = a["language"], stage_keys(cfg)
+    source = stage_dir("source", cfg, cache_dir)
+    through = {"standard": source / "model", "minijoint": source / "mini",
+               "minipost": stage_dir("align", cfg, cache_dir) / "mini"}[a["method"]]
+    texts = data.read_corpus(d["target_corpus"], lang, d["max_docs"])
+    source_tokenizer = AutoTokenizer.from_pretrained(source / "model")
+    tokenizer = target_tokenizer(source_tokenizer, texts, a["vocab_size"], cache_dir / "vocab" / keys["vocab"])
+    body = AutoModelForMaskedLM.from_pretrained(through)
+    shared = shared_tokens(source_tokenizer, tokenizer) if a["init"] == "overlap" else None
+    weight, bias = init_embeddings(body, len(tokenizer), shared, cfg["seed"])
+    splice(body, weight, bias)
+    only_embeddings_trainable(body)
+    body.to(device())
+
+    finetuned = stage_dir("finetune", cfg, cache_dir)
+    classifier = AutoModelForSequenceClassification.from_pretrained(finetuned / "classifier")
+    splice(classifier, weight)
+    classifier.to(device())
+    labels = [classifier.config.id2label[i] for i in range(classifier.config.num_labels)]
+    evaluation = {s: tasks.encode(tokenizer, data.read_task(d["task"], lang, s, labels=labels), labels, d["seq_len"])
+                  for s in ("dev", "test")}
+    dev_items = evaluation["dev"][: d["max_eval"]]
+
+    def zero_shot(items: list[dict]) -> dict:
+        with torch.no_grad():
+            classifier.get_input_embeddings().weight.copy_(body.get_input_embeddings().weight)
+        return tasks.evaluate(classifier, items, tokenizer)
+
+    blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
+    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"]),
+                  steps=a["steps"], lr=a["lr"], warmup=a["warmup"], evaluate=lambda: zero_shot(dev_items),
+                  eval_every=a["eval_every"], on_eval=report, checkpoint_dir=out / "checkpoint",
+                  checkpoint_every=a["eval_every"], desc=f"adapt {lang} {a['method']}")
+    test = zero_shot(evaluation["test"])
+    weight, bias = learned(body)
+    tokenizer.save_pretrained(out / "embeddings")
+    save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, out / "embeddings" / "embeddings.safetensors")
+    final = stats["curve"][-1]
+    english = json.loads((finetuned / "stats.json").read_text())
+    return {**stats, "accuracy": final["accuracy"], "macro_f1": final["macro_f1"],
+            "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+            "english_accuracy": english["accuracy"], "english_macro_f1": english["macro_f1"],
+            "overlap_tokens": len(shared or {}), "vocab_size": len(tokenizer)}
+
+
+STAGES = {"source": _source, "align": _align, "finetune": _finetune}
+
+
+def load_embeddings(folder: str | Path) -> tuple[PreTrainedTokenizerBase, torch.Tensor, torch.Tensor]:
+    """A language's learned (tokenizer, word embeddings, output bias), as saved by the adapt stage."""
+    tensors = load_file(Path(folder) / "embeddings.safetensors")
+    return AutoTokenizer.from_pretrained(folder), tensors["weight"], tensors["bias"]
+
+
+def target_tokenizer(source: PreTrainedTokenizerBase, texts: list[str], vocab_size: int, folder: Path) -> PreTrainedTokenizerBase:
+    """The target language's tokenizer, trained once per (source tokenizer, corpus, size) and cached."""
+    if not (folder / "tokenizer_config.json").exists():
+        tmp = folder.with_name(folder.name + ".partial")
+        train_tokenizer(source, texts, vocab_size).save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def token_blocks(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: int, cache_dir: Path) -> torch.Tensor:
+    """Packed [n, seq_len] token blocks of a corpus, cached per (tokenizer, corpus, seq_len)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+    key = config_hash(tokenizer.backend_tokenizer.to_str(), digest.hexdigest(), seq_len)
+    path = Path(cache_dir) / "tokens" / f"{key}.safetensors"
+    if path.exists():
+        return load_file(path)["blocks"]
+    blocks = pack(tokenizer(texts, truncation=False)["input_ids"], seq_len)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{distributed()[0]}.partial")
+    save_file({"blocks": blocks}, tmp)
+    tmp.replace(path)
+    return blocks
+
+
+def _held_out(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> tuple[list[dict], torch.Tensor]:
+    """A fixed set of masked held-out batches, and the blocks left for training."""
+    n = min(HELD_OUT_BLOCKS, len(blocks) // 10)
+    if n == 0:
+        raise ValueError(f"corpus too small: {len(blocks)} blocks, need at least 10")
+    held = mlm_batches(blocks[:n], tokenizer, batch_size, seed=12345)
+    return [held(i) for i in range(max(1, n // batch_size))], blocks[n:]
+
+
+def _compute_total(stats: dict, *parts: str) -> dict:
+    done = [stats[p] for p in parts if p in stats]
+    return {k: sum(s[k] for s in done) for k in ("flops", "tokens", "wall_s")}
+
+
+def _save(model, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
