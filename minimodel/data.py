@@ -41,8 +41,10 @@ HF_LANGUAGES = {
                     "fy ga gd gl gn gu ha he hi hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku "
                     "ky la lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa pl ps pt "
                     "qu rm ro ru sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr "
-                    "ug uk ur ur_rom uz vi wo xh yi yo zh-Hans zh-Hant zu",
+                    "ug uk ur ur_rom uz vi wo xh yi yo zh zh-Hant zu",
 }
+# Where a dataset spells a language its own way: a sweep says "zh" for every dataset.
+HF_CODES = {"statmt/cc100": {"zh": "zh-Hans"}}
 HF_SPLITS = {"dev": "validation"}  # hub datasets call the dev split "validation"
 PAIR_COLUMNS = [("premise", "hypothesis"), ("sentence1", "sentence2"), ("text", "text_pair")]
 
@@ -122,7 +124,8 @@ def _hf_load(source: str, language: str, split: str, streaming: bool):
 
     path, config = _hf(source)
     try:
-        return datasets.load_dataset(path, config.format(lang=language), split=split, streaming=streaming)
+        code = HF_CODES.get(path, {}).get(language, language)
+        return datasets.load_dataset(path, config.format(lang=code), split=split, streaming=streaming)
     except Exception as e:  # datasets raises many types (ConnectionError, ValueError, FileNotFoundError...)
         message = str(e).strip().split("\n")[0]
         raise DataError(f"{source} [{language}/{split}]: {type(e).__name__}: {message}") from None
