@@ -186,7 +186,8 @@ def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
     batches = tasks.task_batches(tasks.encode(tokenizer, train_items, labels, d["seq_len"]), tokenizer,
                                  f["batch_size"], cfg["seed"], rank, world)
     stats = train(model, tasks.classification_loss(model), batches, steps=f["steps"], lr=f["lr"], warmup=f["warmup"],
-                  evaluate=lambda: tasks.evaluate(model, split["dev"], tokenizer), eval_every=max(f["steps"] // 5, 1),
+                  evaluate=lambda: tasks.evaluate(model, split["dev"][: d["max_eval"]], tokenizer),
+                  eval_every=max(f["steps"] // 5, 1),
                   desc="finetune", checkpoint_dir=out / "checkpoint", checkpoint_every=200)
     stats.update(tasks.evaluate(model, split["test"], tokenizer))
     if rank == 0:
