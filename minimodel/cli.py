@@ -1,0 +1,145 @@
+"""The `minimodel` command. Ray and MLflow are imported only by the commands that need them."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from minimodel.config import ConfigError  # noqa: E402
+from minimodel.data import DataError  # noqa: E402
+from minimodel.models import ModelError  # noqa: E402
+from minimodel.spec import SpecError, load_spec  # noqa: E402
+
+# Bad input of any kind: one line naming the culprit, exit 2, no traceback.
+USER_ERRORS = (ConfigError, DataError, ModelError, SpecError, FileNotFoundError)
+
+
+def cmd_trial(args: argparse.Namespace) -> None:
+    """One trial in this process, without Ray: shared stages (cached), then the adaptation."""
+    from minimodel.pipeline import run_trial
+
+    spec = load_spec(args.spec, args.set)
+    method = args.method or spec.methods[0]
+    if method not in spec.methods:
+        raise SpecError(f"--method {method}: the spec's methods are {', '.join(spec.methods)}")
+    cfg = spec.config(method, args.language or spec.languages[0])
+    cache = Path(spec.storage) / "cache"
+    a = cfg["adapt"]
+    print(f"trial: {a['method']} {a['language']} depth={a['depth']} init={a['init']} lr={a['lr']} steps={a['steps']}")
+    print(f"{'step':>6} {'accuracy':>9} {'macro_f1':>9} {'GFLOPs':>10} {'tokens':>9} {'wall_s':>8}")
+
+    def show(p: dict) -> None:
+        print(f"{p['step']:>6} {p['accuracy']:>9.4f} {p['macro_f1']:>9.4f} {p['flops'] / 1e9:>10.1f} {p['tokens']:>9} {p['wall_s']:>8.1f}",
+              flush=True)
+
+    result = run_trial(cfg, cache, show)
+    summary = {k: result[k] for k in ("test_accuracy", "test_macro_f1", "english_accuracy", "english_macro_f1",
+                                      "flops", "tokens", "wall_s", "overlap_tokens", "vocab_size")}
+    print(json.dumps(summary, indent=1))
+    print(f"cache: {cache}")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Check a spec completely (keys, types, ranges, files, languages, depths) and say what it runs."""
+    from minimodel.spec import describe
+
+    print(describe(load_spec(args.spec, args.set)))
+    print(f"{args.spec}: valid")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    """The whole sweep on Ray: shared stages, Tune trials, MLflow runs, the frontier table."""
+    spec = load_spec(args.spec, args.set)
+    from trainables.sweep import run
+
+    sys.exit(run(spec, resume=args.resume))
+
+
+def cmd_frontier(args: argparse.Namespace) -> None:
+    """The frontier of a finished sweep, read back from MLflow."""
+    from trainables.sweep import show_frontier
+
+    if args.spec:
+        spec = load_spec(args.spec, args.set)
+        uri, experiment = args.tracking_uri or spec.tracking_uri, args.experiment or spec.name
+    elif args.experiment:
+        uri, experiment = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}", args.experiment
+    else:
+        raise SpecError("frontier: give a SPEC or --experiment NAME")
+    show_frontier(uri, experiment, args.run_id, args.out)
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    """The MLflow UI for a spec's tracking store: a light `mlflow server` (1 worker, no job runner)."""
+    uri = load_spec(args.spec, args.set).tracking_uri
+    if uri.startswith(("http://", "https://")):
+        print(f"the tracking server is already a UI: {uri}")
+        return
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
+               "--workers", "1"]
+    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    os.execvp(command[0], command)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minimodel", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    trial = sub.add_parser("trial", help="run one adaptation trial locally, without Ray")
+    trial.add_argument("spec", help="sweep YAML; its trial: block and first method/language are used")
+    trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
+    trial.add_argument("--method", help="one of the spec's methods (default: the first)")
+    trial.add_argument("--language", help="target language (default: the spec's first)")
+    trial.set_defaults(run=cmd_trial)
+
+    overrides = dict(action="append", default=[], metavar="KEY=VALUE",
+                     help="override a spec key, e.g. trial.adapt.steps=50 or search.adapt.depth.high=3 (YAML-typed)")
+    validate = sub.add_parser("validate", help="check a sweep spec and say what it would run")
+    validate.add_argument("spec", help="sweep YAML")
+    validate.add_argument("--set", **overrides)
+    validate.set_defaults(run=cmd_validate)
+
+    sweep = sub.add_parser("sweep", help="run a sweep on Ray (local or cluster) and print its frontier")
+    sweep.add_argument("spec", help="sweep YAML")
+    sweep.add_argument("--set", **overrides)
+    sweep.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this sweep")
+    sweep.set_defaults(run=cmd_sweep)
+
+    front = sub.add_parser("frontier", help="accuracy-vs-FLOPs frontier and compute-to-match of a sweep, from MLflow")
+    front.add_argument("spec", nargs="?", help="sweep YAML (gives the experiment name and tracking URI)")
+    front.add_argument("--set", **overrides)
+    front.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
+    front.add_argument("--tracking-uri", help="default: the spec's, else sqlite:///./mlflow.db")
+    front.add_argument("--run-id", help="parent run of the sweep (default: the latest)")
+    front.add_argument("--out", help="folder for frontier.csv, frontier_points.csv, frontier.png")
+    front.set_defaults(run=cmd_frontier)
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI for a spec's tracking store")
+    ui.add_argument("spec", help="sweep YAML")
+    ui.add_argument("--set", **overrides)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(run=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except USER_ERRORS as err:
+        print(f"minimodel: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("minimodel: interrupted; finished stages stay cached", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""The sweep spec: a YAML file that says what a sweep runs, checked completely before anything starts.
+
+A spec names a partial trial config (merged onto config.DEFAULTS), per-method overrides, the target
+languages, a search space of dotted trial-config keys, the search algorithm and the resources.
+Every problem is one SpecError line that names the key, so `minimodel validate` can fail fast.
+"""
+from __future__ import annotations
+
+import copy
+import glob
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted, trial_config
+from minimodel.models import ModelError, resolve
+
+SEARCH_ALGS = ("optuna-tpe", "optuna-multi", "grid")
+DIM_TYPES = ("int", "float", "loguniform", "choice")
+SOURCE_LANGUAGE = "en"
+
+# Defaults of every optional section; a key not listed here is unknown.
+RESOURCES = {"cpus": 1.0, "gpus": 0.0, "workers": 0, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
+STAGES = {"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
+ASHA = {"time_attr": "flops", "grace_period": None, "max_t": None, "reduction_factor": 3.0}
+TOP = {
+    "name", "description", "storage", "tracking_uri", "trial", "languages", "methods", "search",
+    "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha",
+}
+
+
+class SpecError(ValueError):
+    """A bad sweep spec; the message is one line that names the key or file."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-4` as a string; learning rates are written that way, so read it as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_value(text: str) -> Any:
+    """A --set value, typed as YAML would type it (`3` int, `1e-4` float, `[de, fr]` list)."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec: every default filled in, every trial config it can produce known to be valid."""
+
+    name: str
+    storage: str
+    tracking_uri: str
+    bases: dict[str, dict]  # method -> full trial config (trial: block + that method's overrides)
+    pinned: dict[str, set[str]]  # method -> dotted keys its overrides set: the search leaves them alone
+    languages: list[str]
+    search: dict[str, dict]  # dotted trial key -> {type, low, high} or {type: choice, values}
+    search_alg: str
+    num_samples: int
+    max_concurrent: int
+    resources: dict
+    stages: dict
+    asha: dict | None
+    description: str = ""
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.bases)
+
+    def searched(self, method: str) -> list[str]:
+        """The search keys that vary for a method: not those its overrides pin (standard pins depth)."""
+        return [k for k in self.search if k not in self.pinned[method]]
+
+    def config(self, method: str, language: str, values: dict[str, Any] | None = None) -> dict:
+        """The trial config of one trial: the method's base with language and searched values set.
+        Values of keys the method pins are ignored, so equal trials share one cache entry."""
+        cfg = copy.deepcopy(self.bases[method])
+        cfg["adapt"]["method"], cfg["adapt"]["language"] = method, language
+        for key, value in (values or {}).items():
+            if key not in self.pinned[method]:
+                set_dotted(cfg, key, value)
+        return trial_config(cfg)
+
+    def stage_configs(self) -> list[dict]:
+        """Trial configs that between them need every shared stage this sweep can use.
+
+        Shared stages read no `adapt.*` key but the depth, and the spec only allows discrete search
+        dimensions outside `adapt.*`, so the stage set is finite and known before any trial starts.
+        """
+        keys = [k for k in self.search if k == "adapt.depth" or not k.startswith("adapt.")]
+        return [self.config(method, self.languages[0], dict(zip(keys, combo)))
+                for method in self.methods
+                for combo in itertools.product(*(dim_values(self.search[k]) for k in keys))]
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every combination of languages, methods and discrete search values (the `grid` algorithm)."""
+        points = []
+        for method, language in itertools.product(self.methods, self.languages):
+            keys = self.searched(method)
+            for combo in itertools.product(*(dim_values(self.search[k]) for k in keys)):
+                points.append({"adapt.method": method, "adapt.language": language, **dict(zip(keys, combo))})
+        return points
+
+
+def dim_values(dim: dict) -> list:
+    """All values of a discrete dimension."""
+    if dim["type"] == "choice":
+        return list(dim["values"])
+    if dim["type"] == "int":
+        return list(range(dim["low"], dim["high"] + 1))
+    raise ValueError(f"{dim['type']} dimension is not discrete")
+
+
+def load_spec(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """Read a spec file, apply `key.path=value` overrides, validate; SpecError on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping")
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set `a.b.c=value` in the raw spec, creating missing levels. Search keys are dotted trial keys
+    themselves: `search.adapt.lr.low=1e-5` sets field `low` of key `adapt.lr`, and
+    `search.adapt.steps={type: int, low: 50, high: 200}` adds a dimension."""
+    dotted, sep, text = item.partition("=")
+    if not sep or not dotted:
+        raise SpecError(f"--set {item!r}: expected key.path=value")
+    parts = dotted.split(".")
+    if parts[0] == "search" and len(parts) > 2:
+        field = parts[-1] in ("type", "low", "high", "values")
+        parts = ["search", ".".join(parts[1:-1] if field else parts[1:])] + (parts[-1:] if field else [])
+    node = raw
+    for i, key in enumerate(parts[:-1]):
+        if node.get(key) is None:
+            node[key] = {}
+        if not isinstance(node[key], dict):
+            raise SpecError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a mapping")
+        node = node[key]
+    node[parts[-1]] = parse_value(text)
+
+
+def validate(raw: dict) -> Spec:
+    """Check a raw spec dict and fill in defaults."""
+    _known(raw, TOP, "")
+    name = _get(raw, "name", str, None)
+    if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise SpecError(f"name: must be letters, digits, '_', '.', '-' (got {name!r})")
+    storage = _get(raw, "storage", str, "./minimodel-runs")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    # As in MLflow itself, MLFLOW_TRACKING_URI is the default (a cluster points it at the head's server).
+    default_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    tracking_uri = _get(raw, "tracking_uri", str, default_uri)
+
+    trial = _get(raw, "trial", dict, {})
+    try:
+        base = merge(DEFAULTS, trial, "trial.")
+    except ConfigError as e:
+        raise SpecError(str(e)) from None
+    bases, pinned = _methods(raw.get("methods", list(METHODS)), base)
+    languages = _languages(raw, base)
+    search = {key: _dim(key, dim) for key, dim in _get(raw, "search", dict, {}).items()}
+
+    search_alg = _get(raw, "search_alg", str, "optuna-tpe")
+    if search_alg not in SEARCH_ALGS:
+        raise SpecError(f"search_alg: must be one of {', '.join(SEARCH_ALGS)} (got {search_alg!r})")
+    pairs = len(bases) * len(languages)
+    if search_alg == "grid":
+        if raw.get("num_samples") is not None:
+            raise SpecError("num_samples: not used by search_alg grid (it runs every combination once); "
+                            "remove it or set it to null")
+        for key, dim in search.items():
+            if dim["type"] not in ("int", "choice"):
+                raise SpecError(f"search.{key}: grid needs type int or choice (got {dim['type']})")
+        num_samples = 0
+    else:
+        num_samples = _get(raw, "num_samples", int, max(8, pairs))
+        if num_samples < pairs:
+            raise SpecError(
+                f"num_samples: {num_samples} is fewer than the {pairs} language x method pairs; "
+                "every pair needs a trial for the frontier"
+            )
+    max_concurrent = _get(raw, "max_concurrent", int, 2)
+    if max_concurrent < 1:
+        raise SpecError(f"max_concurrent: must be at least 1 (got {max_concurrent})")
+
+    resources = _section(raw, "resources", RESOURCES)
+    stages = _section(raw, "stages", STAGES)
+    if resources["cpus"] <= 0:
+        raise SpecError("resources.cpus: must be > 0 (Ray rejects a trial with no CPU)")
+    if stages["workers"] < 1:
+        raise SpecError(f"stages.workers: must be at least 1 (got {stages['workers']})")
+    asha = None if raw.get("asha") in (None, False) else _asha(raw)
+
+    spec = Spec(
+        name=name, storage=storage, tracking_uri=tracking_uri, bases=bases, pinned=pinned, languages=languages,
+        search=search, search_alg=search_alg, num_samples=num_samples, max_concurrent=max_concurrent,
+        resources=resources, stages=stages, asha=asha, description=_get(raw, "description", str, ""),
+    )
+    _check_every_config(spec)
+    return spec
+
+
+def _get(raw: dict, key: str, kind: type, default: Any, where: str = "") -> Any:
+    value = raw.get(key, default)
+    if value is None and default is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SpecError(f"{where}{key}: must be {kind.__name__} (got {value!r})")
+    return value
+
+
+def _known(raw: dict, known, where: str) -> None:
+    for key in raw:
+        if key not in known:
+            raise SpecError(f"{where}{key}: unknown key (known: {', '.join(sorted(known))})")
+
+
+def _section(raw: dict, key: str, defaults: dict) -> dict:
+    given = _get(raw, key, dict, {})
+    _known(given, defaults, f"{key}.")
+    out = {}
+    for k, default in defaults.items():
+        out[k] = _get(given, k, type(default), default, f"{key}.")
+        if out[k] < 0:
+            raise SpecError(f"{key}.{k}: must not be negative (got {out[k]})")
+    return out
+
+
+def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[str]]]:
+    """`methods:` is a list of method names, or a mapping method -> trial-config overrides (e.g.
+    MiniJoint pretrains its own small model at one depth while the others adapt a pretrained one).
+    Returns each method's base config and the dotted keys it pins."""
+    if isinstance(methods, list):
+        methods = {m: {} for m in methods}
+    if not isinstance(methods, dict) or not methods:
+        raise SpecError("methods: must be a non-empty list of methods or a mapping method -> trial overrides")
+    bases, pinned = {}, {}
+    for method, overrides in methods.items():
+        if method not in METHODS:
+            raise SpecError(f"methods: unknown method {method!r} (known: {', '.join(METHODS)})")
+        if not isinstance(overrides, dict | None):
+            raise SpecError(f"methods.{method}: must be a mapping of trial-config overrides")
+        try:
+            bases[method] = merge(base, overrides or {}, f"methods.{method}.")
+        except ConfigError as e:
+            raise SpecError(str(e)) from None
+        pinned[method] = set(_dotted_keys(overrides or {})) | ({"adapt.depth"} if method == "standard" else set())
+    return bases, pinned
+
+
+def _dotted_keys(tree: dict, prefix: str = "") -> list[str]:
+    return [k for key, value in tree.items()
+            for k in (_dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
+
+
+def _languages(raw: dict, base: dict) -> list[str]:
+    languages = raw.get("languages")
+    if not isinstance(languages, list) or not languages or not all(isinstance(x, str) for x in languages):
+        raise SpecError(f"languages: must be a non-empty list of language codes (got {languages!r})")
+    if len(set(languages)) != len(languages):
+        raise SpecError("languages: listed twice: " + ", ".join(sorted({x for x in languages if languages.count(x) > 1})))
+    if SOURCE_LANGUAGE in languages:
+        raise SpecError(f"languages: '{SOURCE_LANGUAGE}' is the source language, not a target")
+    from minimodel import data
+
+    for key in ("task", "target_corpus"):
+        source = base["data"][key]
+        _check_local(f"trial.data.{key}", source)
+        try:
+            known = data.languages(source)
+        except data.DataError as e:
+            raise SpecError(f"trial.data.{key}: {e}") from None
+        missing = [x for x in languages if x not in known]
+        if missing:
+            has = ", ".join(sorted(known)[:30]) + (", ..." if len(known) > 30 else "")
+            raise SpecError(f"languages: {', '.join(missing)} not in {source} (has: {has})")
+    _check_local("trial.data.source_corpus", base["data"]["source_corpus"])
+    return languages
+
+
+def _check_local(key: str, source: str) -> None:
+    """A local path or `{lang}`/`{split}` template must match at least one file."""
+    if source.startswith(("bundled:", "hf:")):
+        return
+    if not glob.glob(os.path.expanduser(re.sub(r"\{(lang|split)\}", "*", source))):
+        raise SpecError(f"{key}: no file matches {source}")
+
+
+def _dim(key: str, dim: Any) -> dict:
+    where = f"search.{key}"
+    if key in ("adapt.method", "adapt.language"):
+        raise SpecError(f"{where}: set methods: and languages: instead of searching them")
+    if not isinstance(dim, dict):
+        raise SpecError(f"{where}: must be a mapping with type (one of {', '.join(DIM_TYPES)})")
+    kind = dim.get("type")
+    if kind not in DIM_TYPES:
+        raise SpecError(f"{where}.type: must be one of {', '.join(DIM_TYPES)} (got {kind!r})")
+    if kind == "choice":
+        _known(dim, {"type", "values"}, f"{where}.")
+        values = dim.get("values")
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where}.values: must be a non-empty list")
+        out = {"type": kind, "values": values}
+    else:
+        _known(dim, {"type", "low", "high"}, f"{where}.")
+        num = int if kind == "int" else float
+        low, high = (_get(dim, k, num, None, f"{where}.") for k in ("low", "high"))
+        if low is None or high is None:
+            raise SpecError(f"{where}: needs low and high")
+        if low > high:
+            raise SpecError(f"{where}: low {low} is greater than high {high}")
+        if kind == "loguniform" and low <= 0:
+            raise SpecError(f"{where}.low: loguniform needs low > 0 (got {low})")
+        out = {"type": kind, "low": low, "high": high}
+        if kind != "int" and not key.startswith("adapt."):
+            raise SpecError(f"{where}: a shared-stage key must be searched as int or choice "
+                            "(each value is a stage computed once and cached)")
+    for value in out.get("values", [out.get("low"), out.get("high")]):
+        try:
+            set_dotted(copy.deepcopy(DEFAULTS), key, value)
+        except ConfigError as e:
+            raise SpecError(f"{where}: {e}") from None
+    return out
+
+
+def _asha(raw: dict) -> dict:
+    given = _get(raw, "asha", dict, None)
+    _known(given, ASHA, "asha.")
+    out = {**ASHA, **given}
+    if out["time_attr"] not in ("flops", "step"):
+        raise SpecError(f"asha.time_attr: must be flops or step (got {out['time_attr']!r})")
+    for key in ("grace_period", "max_t", "reduction_factor"):
+        value = out[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise SpecError(f"asha.{key}: must be a positive number (got {value!r})")
+    if out["grace_period"] > out["max_t"]:
+        raise SpecError(f"asha.grace_period: {out['grace_period']} is greater than max_t {out['max_t']}")
+    if out["reduction_factor"] <= 1:
+        raise SpecError(f"asha.reduction_factor: must be > 1 (got {out['reduction_factor']})")
+    return out
+
+
+def _check_every_config(spec: Spec) -> None:
+    """Build the extreme trial configs of every method so a bad value fails now, not in trial 37;
+    mini-model depth must leave at least one layer above it."""
+    for method, base in spec.bases.items():
+        name = base["model"]["name"]
+        if (name == "scratch" or method == "minijoint") and base["pretrain"]["steps"] < 1:
+            why = "a scratch model" if name == "scratch" else "MiniJoint (its second head is trained in pretraining)"
+            raise SpecError(f"methods.{method}.pretrain.steps: {why} needs pretraining steps > 0")
+        if name.startswith(("/", "./", "../", "~")) or Path(name).exists():
+            if not (Path(name).expanduser() / "config.json").is_file():
+                raise SpecError(f"methods.{method}.model.name: {name} is not a model folder (no config.json)")
+        corners = [{}]
+        for key, dim in spec.search.items():
+            ends = dim["values"] if dim["type"] == "choice" else [dim["low"], dim["high"]]
+            corners = [{**c, key: v} for c in corners for v in ends]
+        for values in corners:
+            try:
+                cfg = spec.config(method, spec.languages[0], values)
+            except ConfigError as e:
+                searched = [k for k in values if f"'{k}'" in str(e)]
+                raise SpecError(f"search.{searched[0]}: {e}" if searched else f"methods.{method}: {e}") from None
+            try:
+                layers = model_layers(cfg["model"])
+            except ModelError as e:
+                raise SpecError(f"methods.{method}.model.name: {e}") from None
+            depth = cfg["adapt"]["depth"]
+            if method != "standard" and layers is not None and not 1 <= depth < layers:
+                where = "search.adapt.depth" if "adapt.depth" in values else f"methods.{method}.adapt.depth"
+                raise SpecError(f"{where}: depth {depth} is beyond {cfg['model']['name']}'s {layers} layers (max {layers - 1})")
+
+
+def model_layers(model: dict) -> int | None:
+    """Number of transformer layers of a model section, when knowable offline (else None)."""
+    if model["name"] == "scratch":
+        return model["layers"]
+    config = Path(resolve(model["name"])).expanduser() / "config.json"
+    return json.loads(config.read_text())["num_hidden_layers"] if config.is_file() else None
+
+
+def describe(spec: Spec) -> str:
+    """What a valid spec will run, for `minimodel validate`."""
+    dims = [f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
+            for k, d in spec.search.items()]
+    trials = len(spec.grid()) if spec.search_alg == "grid" else spec.num_samples
+    models = sorted({b["model"]["name"] for b in spec.bases.values()})
+    r = spec.resources
+    return "\n".join([
+        f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
+        f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
+        f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
+        f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
+        + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")
+        + f"; shared stages: {spec.stages['workers']} Train workers"
+        + (f"; ASHA on accuracy by {spec.asha['time_attr']}" if spec.asha else ""),
+        f"storage {spec.storage}; tracking {spec.tracking_uri}",
+    ])

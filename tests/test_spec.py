@@ -1,0 +1,181 @@
+"""Sweep specs: the shipped ones validate, every kind of mistake is one line naming the key."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from minimodel.spec import SpecError, apply_override, load_spec, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def raw(toy_data) -> dict:
+    """A small valid spec on the synthetic local files."""
+    return {
+        "name": "toy",
+        "trial": {
+            "model": {"name": "scratch", "hidden": 32, "layers": 4, "heads": 2, "ffn": 64, "vocab_size": 300},
+            "pretrain": {"steps": 10},
+            "data": {"source_corpus": toy_data["corpus"], "target_corpus": toy_data["corpus"], "task": toy_data["task"]},
+        },
+        "languages": ["xx"],
+        "methods": ["standard", "minijoint", "minipost"],
+        "search": {"adapt.depth": {"type": "int", "low": 1, "high": 3},
+                   "adapt.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+                   "adapt.init": {"type": "choice", "values": ["random", "overlap"]}},
+    }
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml"])
+def test_shipped_specs_validate(name):
+    spec = load_spec(ROOT / "sweeps" / name)
+    assert set(spec.methods) == {"standard", "minijoint", "minipost"}
+    assert len(spec.languages) >= 3
+
+
+def test_paper_spec_covers_xnli_and_pawsx():
+    xnli = load_spec(ROOT / "sweeps" / "paper.yaml")
+    assert len(xnli.languages) == 14 and xnli.bases["standard"]["model"]["name"] == "xlm-roberta-base"
+    pawsx = load_spec(ROOT / "sweeps" / "paper.yaml",
+                      ["name=paper-pawsx", "trial.data.task=hf:paws-x", "languages=[de, es, fr, ja, ko, zh]"])
+    assert pawsx.languages == ["de", "es", "fr", "ja", "ko", "zh"]
+
+
+def test_defaults_and_configs(raw):
+    spec = validate(raw)
+    assert spec.storage == str(Path("minimodel-runs").resolve())
+    assert spec.tracking_uri.startswith("sqlite:///") and spec.num_samples == 8 and spec.max_concurrent == 2
+    cfg = spec.config("minipost", "xx", {"adapt.depth": 3, "adapt.lr": 2e-3})
+    assert (cfg["adapt"]["method"], cfg["adapt"]["language"], cfg["adapt"]["depth"], cfg["adapt"]["lr"]) == \
+        ("minipost", "xx", 3, 2e-3)
+    # standard adaptation has no depth: it keeps the base value so equal trials share one cache entry
+    assert spec.config("standard", "xx", {"adapt.depth": 3})["adapt"]["depth"] == 2
+
+
+def test_grid_and_stage_configs(raw):
+    raw["search"] = {"adapt.depth": {"type": "int", "low": 1, "high": 3},
+                     "adapt.init": {"type": "choice", "values": ["random", "overlap"]}}
+    raw["search_alg"] = "grid"
+    spec = validate(raw)
+    # minijoint and minipost: 3 depths x 2 inits; standard: no depth, 2 inits
+    assert len(spec.grid()) == 2 * 3 * 2 + 2
+    assert all("adapt.depth" not in p for p in spec.grid() if p["adapt.method"] == "standard")
+    depths = sorted(c["adapt"]["depth"] for c in spec.stage_configs() if c["adapt"]["method"] == "minipost")
+    assert depths == [1, 2, 3]
+
+
+def test_methods_mapping_overrides_per_method(raw):
+    raw["trial"]["model"] = {"name": "bundled:minilm-l6"}
+    raw["trial"]["pretrain"] = {"steps": 0}
+    raw["methods"] = {"standard": {}, "minipost": None,
+                      "minijoint": {"model": {"name": "scratch", "layers": 5}, "pretrain": {"steps": 50},
+                                    "adapt": {"depth": 2}}}
+    raw["search"]["adapt.init"] = {"type": "choice", "values": ["random"]}
+    raw["search"]["adapt.depth"]["high"] = 4
+    spec = validate(raw)
+    assert spec.bases["standard"]["model"]["name"] == "bundled:minilm-l6"
+    assert spec.bases["minijoint"]["model"]["layers"] == 5
+    # a key a method sets is pinned for it: the search leaves MiniJoint's depth (and standard's) alone
+    assert spec.config("minijoint", "xx", {"adapt.depth": 4})["adapt"]["depth"] == 2
+    assert spec.config("minipost", "xx", {"adapt.depth": 4})["adapt"]["depth"] == 4
+    assert spec.searched("minijoint") == spec.searched("standard") == ["adapt.lr", "adapt.init"]
+    raw["search_alg"], raw["search"]["adapt.lr"] = "grid", {"type": "choice", "values": [0.01]}
+    assert len(validate(raw).grid()) == 1 + 4 + 1
+
+
+def test_set_overrides(raw, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(path, ["trial.adapt.steps=50", "search.adapt.lr.low=1e-5", "languages=[xx]",
+                            "max_concurrent=1", "asha.grace_period=1e9", "asha.max_t=1e12"])
+    assert spec.bases["minipost"]["adapt"]["steps"] == 50
+    assert spec.search["adapt.lr"]["low"] == 1e-5 and isinstance(spec.search["adapt.lr"]["low"], float)
+    assert spec.max_concurrent == 1
+    assert spec.asha == {"time_attr": "flops", "grace_period": 1e9, "max_t": 1e12, "reduction_factor": 3.0}
+
+
+def check(raw: dict, message: str, *overrides: str) -> None:
+    raw = copy.deepcopy(raw)
+    with pytest.raises(SpecError) as err:
+        for item in overrides:
+            apply_override(raw, item)
+        validate(raw)
+    text = str(err.value)
+    assert "\n" not in text
+    assert message in text, text
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["colour=red"], "colour: unknown key"),
+    (["trial.adapt.speed=3"], "unknown key 'trial.adapt.speed'"),
+    (["trial.adapt.steps=many"], "'trial.adapt.steps' must be int"),
+    (["num_samples=lots"], "num_samples: must be int"),
+    (["num_samples=2"], "num_samples: 2 is fewer than the 3 language x method pairs"),
+    (["search.adapt.lr.low=0.1"], "search.adapt.lr: low 0.1 is greater than high 0.01"),
+    (["search.adapt.lr.low=0"], "search.adapt.lr.low: loguniform needs low > 0"),
+    (["search.adapt.lr.type=gaussian"], "search.adapt.lr.type: must be one of"),
+    (["search.adapt.depth.high=4"], "search.adapt.depth: 'adapt.depth' must be between 1 and the model's layers - 1, got 4"),
+    (["trial.model.name=bundled:minilm-l6", "search.adapt.depth.high=6"],
+     "search.adapt.depth: depth 6 is beyond bundled:minilm-l6's 6 layers (max 5)"),
+    (["search.adapt.init.values=[random, clever]"], "search.adapt.init: 'adapt.init' must be random or overlap"),
+    (["search.adapt.wings={type: int, low: 1, high: 2}"], "search.adapt.wings: unknown key 'adapt.wings'"),
+    (["search.align.lr={type: float, low: 0.001, high: 0.01}"], "search.align.lr: a shared-stage key must be searched as int or choice"),
+    (["search.adapt.language={type: choice, values: [xx]}"], "set methods: and languages: instead"),
+    (["languages=[xx, zz]"], "languages: zz not in"),
+    (["languages=[en]"], "'en' is the source language"),
+    (["languages=[]"], "languages: must be a non-empty list"),
+    (["methods=[standard, magic]"], "methods: unknown method 'magic'"),
+    (["trial.data.task=/nowhere/{lang}/{split}.jsonl"], "trial.data.task: no file matches /nowhere/{lang}/{split}.jsonl"),
+    (["trial.model.name=./no-such-model"], "model.name: ./no-such-model is not a model folder"),
+    (["trial.pretrain.steps=0"], "pretrain.steps: a scratch model needs pretraining steps > 0"),
+    (["search_alg=random"], "search_alg: must be one of optuna-tpe, optuna-multi, grid"),
+    (["search_alg=grid"], "search.adapt.lr: grid needs type int or choice"),
+    (["resources.cpus=0"], "resources.cpus: must be > 0"),
+    (["resources.tpus=1"], "resources.tpus: unknown key"),
+    (["stages.workers=0"], "stages.workers: must be at least 1"),
+    (["asha.grace_period=10"], "asha.max_t: must be a positive number"),
+    (["asha.grace_period=10", "asha.max_t=5"], "asha.grace_period: 10 is greater than max_t 5"),
+    (["name=my sweep"], "name: must be letters"),
+])
+def test_validation_errors_name_the_key(raw, overrides, message):
+    check(raw, message, *overrides)
+
+
+def test_bad_files_and_overrides(raw, tmp_path):
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nlanguages: [de\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: not valid YAML at line 3"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="expected key.path=value"):
+        apply_override(raw, "trial.adapt.steps")
+    with pytest.raises(SpecError, match="'name' is not a mapping"):
+        apply_override(raw, "name.first=x")
+
+
+def test_cli_validate_reports_one_line_and_exit_code(raw, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cmd = [sys.executable, "-m", "minimodel.cli", "validate", str(path)]
+    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    bad = subprocess.run(cmd + ["--set", "search.adapt.depth.low=0"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["minimodel: error: search.adapt.depth: 'adapt.depth' must be between 1 "
+                                               "and the model's layers - 1, got 0"]
+
+
+def test_cluster_yaml_passes_ray_up_validation():
+    """cluster.yaml is checked the way `ray up` checks it (prepare_config fills defaults first)."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load((ROOT / "cluster.yaml").read_text()))
+    validate_config(config)
+    assert config["available_node_types"]["gpu"]["max_workers"] == 8

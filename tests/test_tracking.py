@@ -1,0 +1,147 @@
+"""MLflow tracking against a real `mlflow server` over HTTP: runs, nesting, params, metrics, artifacts."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from trainables import tracking
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A light MLflow server (1 worker, no job runner: 2 processes, ~420 MiB) on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"),
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                tracking.check_reachable(uri, timeout=1)
+                break
+            except tracking.TrackingError:
+                assert proc.poll() is None, (root / "server.log").read_text()[-2000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start in 60 s")
+        yield {"uri": uri, "root": root}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def rest(uri: str, path: str) -> dict:
+    """A raw REST call, to check what the server stored without going through our own reader."""
+    with urllib.request.urlopen(f"{uri}/api/2.0/mlflow/{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_unreachable_server_is_one_clear_error():
+    start = time.time()
+    with pytest.raises(tracking.TrackingError, match=r"tracking_uri: cannot reach MLflow at http://127.0.0.1:\d+"):
+        tracking.check_reachable(f"http://127.0.0.1:{free_port()}")
+    assert time.time() - start < 5
+
+
+def test_sweep_trial_and_stage_runs(server, tmp_path):
+    uri = server["uri"]
+    sweep = tracking.start_sweep(uri, "test-sweep", str(tmp_path), {"search_alg": "grid"})
+    cfg = {"adapt": {"method": "minipost", "language": "de", "depth": 2, "lr": 1e-3}, "seed": 0}
+    trial = tracking.start_child(sweep, "minipost-de-2", {"kind": "trial", "key": "t1", "method": "minipost",
+                                                          "language": "de", "depth": "2"},
+                                 {"method": "minipost", "lr": 1e-3, **tracking.flatten(cfg)})
+    for step, (acc, flops) in enumerate([(0.3, 0.0), (0.5, 1e12), (0.6, 2e12)]):
+        tracking.log_metrics(sweep, trial, {"accuracy": acc, "macro_f1": acc - 0.1, "flops": flops, "tokens": step * 100,
+                                            "wall_s": step * 1.5}, step * 10)
+    tracking.log_metrics(sweep, trial, {"test_accuracy": 0.58, "bad": float("nan"), "text": "skipped"})
+    tracking.end_run(sweep, trial)
+
+    stage = tracking.start_child(sweep, "align-abc", {"kind": "stage", "stage": "align"}, {"align.steps": 300})
+    tracking.log_stats(sweep, stage, {"flops": 5e12, "wall_s": 3.0, "mlm_loss": 4.2, "before": {"mlm_loss": 9.1},
+                                      "curve": [{"step": 0, "mlm_loss": 9.0}, {"step": 100, "mlm_loss": 5.0}]})
+
+    # Nesting, tags and params as the server stored them.
+    got = rest(uri, f"runs/get?run_id={trial}")["run"]
+    tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
+    params = {p["key"]: p["value"] for p in got["data"]["params"]}
+    assert tags["mlflow.parentRunId"] == sweep.run_id
+    assert (tags["method"], tags["language"], tags["depth"]) == ("minipost", "de", "2")
+    assert params["adapt.depth"] == "2" and params["lr"] == "0.001"
+    assert got["info"]["status"] == "FINISHED"
+    metrics = {m["key"]: m["value"] for m in got["data"]["metrics"]}
+    assert metrics["test_accuracy"] == 0.58 and "bad" not in metrics
+    history = rest(uri, f"metrics/get-history?run_id={trial}&metric_key=accuracy")["metrics"]
+    assert [(m["step"], m["value"]) for m in history] == [(0, 0.3), (10, 0.5), (20, 0.6)]
+    stage_metrics = {m["key"]: m["value"] for m in rest(uri, f"runs/get?run_id={stage}")["run"]["data"]["metrics"]}
+    assert stage_metrics["flops"] == 5e12 and stage_metrics["before.mlm_loss"] == 9.1
+    assert stage_metrics["curve.mlm_loss"] == 5.0
+
+    # Read back as the frontier's table: trials only, one row per evaluation.
+    points = tracking.read_points(sweep)
+    assert len(points) == 3
+    assert list(points["step"]) == [0, 10, 20]
+    assert list(points["flops"]) == [0.0, 1e12, 2e12]
+    assert set(points["method"]) == {"minipost"} and set(points["language"]) == {"de"}
+
+    # Runs left RUNNING are closed at the end of the sweep: KILLED (stopped by ASHA), FAILED (errored trials).
+    crashed = tracking.start_child(sweep, "crashed", {"kind": "trial", "key": "t-err"}, {})
+    assert tracking.close_children(sweep, {"t-err"}) == 2
+    assert rest(uri, f"runs/get?run_id={stage}")["run"]["info"]["status"] == "KILLED"
+    assert rest(uri, f"runs/get?run_id={crashed}")["run"]["info"]["status"] == "FAILED"
+
+    # Artifacts go through the server's artifact proxy.
+    plot = tmp_path / "frontier.csv"
+    plot.write_text("language,method\nde,minipost\n")
+    tracking.log_artifacts(sweep, [plot])
+    files = rest(uri, f"artifacts/list?run_id={sweep.run_id}")["files"]
+    assert [f["path"] for f in files] == ["frontier.csv"]
+    assert (server["root"] / "artifacts").exists()
+
+
+def test_restarted_trial_replaces_its_run_and_resume_finds_the_parent(server, tmp_path):
+    uri = server["uri"]
+    sweep = tracking.start_sweep(uri, "resume-sweep", str(tmp_path), {})
+    first = tracking.start_child(sweep, "t", {"kind": "trial", "key": "trial-1", "method": "standard", "language": "fr"}, {})
+    tracking.log_metrics(sweep, first, {"accuracy": 0.1, "flops": 0.0})
+    second = tracking.start_child(sweep, "t", {"kind": "trial", "key": "trial-1", "method": "standard", "language": "fr"}, {})
+    tracking.log_metrics(sweep, second, {"accuracy": 0.2, "flops": 0.0})
+    points = tracking.read_points(sweep)
+    assert list(points["run_id"]) == [second] and list(points["accuracy"]) == [0.2]
+
+    again = tracking.start_sweep(uri, "resume-sweep", str(tmp_path), {}, resume=True)
+    assert again == sweep
+    assert tracking.latest_sweep(uri, "resume-sweep") == sweep
+    tracking.end_run(sweep, sweep.run_id)
+    assert tracking.start_sweep(uri, "resume-sweep", str(tmp_path), {}, resume=True).run_id != sweep.run_id
+
+
+def test_local_sqlite_store_puts_artifacts_under_storage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sweep = tracking.start_sweep(uri, "local", str(tmp_path / "runs"), {})
+    f = tmp_path / "x.txt"
+    f.write_text("x")
+    tracking.log_artifacts(sweep, [f])
+    assert (tmp_path / "runs" / "mlartifacts" / "local").is_dir()
+    assert not (tmp_path / "mlruns").exists()
+    with pytest.raises(tracking.TrackingError, match="does not exist"):
+        tracking.check_reachable(f"sqlite:///{tmp_path}/missing/mlflow.db")

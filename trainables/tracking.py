@@ -1,0 +1,191 @@
+"""MLflow: one experiment per sweep, a parent run per sweep, a child run per trial and per shared stage.
+
+Everything goes through an MlflowClient with an explicit tracking URI and explicit parent run ids,
+never the fluent API's global state or Ray's MLflowLoggerCallback (see STACK-NOTES): trials run in
+other processes, possibly on other machines, and must land under the right parent.
+"""
+from __future__ import annotations
+
+import math
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from minimodel.spec import SpecError
+
+POINT_METRICS = ("accuracy", "macro_f1", "flops", "tokens", "wall_s")
+FINAL_METRICS = ("test_accuracy", "test_macro_f1", "english_accuracy", "english_macro_f1")
+
+
+class TrackingError(SpecError):
+    """The spec's tracking store cannot be used; one line that names the URI (a user error, like a
+    missing data file, so the CLI reports it the same way)."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """Where a sweep's runs go: passed to every trial and stage (it pickles; a client does not)."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when the tracking server is down."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as e:
+            raise TrackingError(f"tracking_uri: cannot reach MLflow at {uri} ({getattr(e, 'reason', e)})") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise TrackingError(f"tracking_uri: folder {folder} of {uri} does not exist")
+
+
+def experiment(uri: str, name: str, artifact_root: str) -> str:
+    """The sweep's experiment id, created if needed (restored if it was deleted)."""
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        # A local store puts artifacts under ./mlruns of whatever folder a process runs in unless told;
+        # a server chooses (and proxies) its own artifact store.
+        location = None if uri.startswith(("http://", "https://")) else f"{artifact_root}/mlartifacts/{name}"
+        return client.create_experiment(name, artifact_location=location)
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return found.experiment_id
+
+
+def start_sweep(uri: str, name: str, artifact_root: str, tags: dict[str, str], resume: bool = False) -> SweepRun:
+    """The parent run of a sweep: the latest unfinished one when resuming, else a new one."""
+    experiment_id = experiment(uri, name, artifact_root)
+    client = MlflowClient(tracking_uri=uri)
+    if resume:
+        runs = client.search_runs([experiment_id], "tags.kind = 'sweep' and attributes.status != 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            return SweepRun(uri, experiment_id, runs[0].info.run_id)
+    run = client.create_run(experiment_id, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                            tags={"kind": "sweep", **tags})
+    return SweepRun(uri, experiment_id, run.info.run_id)
+
+
+def latest_sweep(uri: str, name: str) -> SweepRun:
+    """The most recent parent run of an experiment (for `minimodel frontier`)."""
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        raise TrackingError(f"no MLflow experiment named {name!r} at {uri}")
+    runs = client.search_runs([found.experiment_id], "tags.kind = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise TrackingError(f"experiment {name!r} at {uri} has no sweep runs")
+    return SweepRun(uri, found.experiment_id, runs[0].info.run_id)
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
+    """{'adapt': {'lr': 1e-3}} -> {'adapt.lr': 1e-3}: trial configs as MLflow params."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def start_child(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
+    """A nested run under the sweep's parent run; a run with the same `key` tag (a trial or stage
+    redone by a resumed sweep) is replaced so nothing is counted twice."""
+    client = sweep.client()
+    if "key" in tags:
+        old = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
+                                 f"and tags.key = '{tags['key']}'")
+        for run in old:
+            client.delete_run(run.info.run_id)
+    run = client.create_run(sweep.experiment_id, run_name=name, tags={"mlflow.parentRunId": sweep.run_id, **tags})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return run.info.run_id
+
+
+def log_metrics(sweep: SweepRun, run_id: str, metrics: dict[str, object], step: int = 0) -> None:
+    """Numeric, finite values only (MLflow rejects the rest); nested dicts become dotted names."""
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, v in flatten(metrics).items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if batch:
+        sweep.client().log_batch(run_id, metrics=batch)
+
+
+def log_stats(sweep: SweepRun, run_id: str, stats: dict) -> None:
+    """A stage's totals and metrics (nested parts as dotted names), then each curve point by step
+    under `curve.` (a curve's flops at step 0 is not the stage's total flops)."""
+    log_metrics(sweep, run_id, stats)
+    parts = [("", stats), *((f"{k}.", v) for k, v in stats.items() if isinstance(v, dict))]
+    for prefix, part in parts:
+        for point in part.get("curve", []):
+            values = {f"{prefix}curve.{k}": v for k, v in point.items() if k != "step"}
+            log_metrics(sweep, run_id, values, point["step"])
+
+
+def end_run(sweep: SweepRun, run_id: str, status: str = "FINISHED") -> None:
+    sweep.client().set_terminated(run_id, status)
+
+
+def log_artifacts(sweep: SweepRun, files: list[Path], run_id: str | None = None) -> None:
+    client = sweep.client()
+    for path in files:
+        client.log_artifact(run_id or sweep.run_id, str(path))
+
+
+def read_points(sweep: SweepRun) -> pd.DataFrame:
+    """Every evaluation point of every trial of a sweep, one row each: the frontier's input."""
+    client = sweep.client()
+    runs, token = [], None
+    while True:
+        page = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
+                                  "and tags.kind = 'trial'", max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    rows = []
+    for run in runs:
+        curves = {m: {p.step: p.value for p in client.get_metric_history(run.info.run_id, m)} for m in POINT_METRICS}
+        for step in sorted(curves["accuracy"]):
+            rows.append({"run_id": run.info.run_id, "language": run.data.tags.get("language"),
+                         "method": run.data.tags.get("method"), "depth": run.data.tags.get("depth"),
+                         "status": run.info.status, "step": step,
+                         **{m: curves[m].get(step, float("nan")) for m in POINT_METRICS}})
+    columns = ["run_id", "language", "method", "depth", "status", "step", *POINT_METRICS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ui_hint(sweep: SweepRun) -> str:
+    """Where to look at the sweep in the MLflow UI."""
+    if sweep.tracking_uri.startswith(("http://", "https://")):
+        return f"{sweep.tracking_uri.rstrip('/')}/#/experiments/{sweep.experiment_id}/runs/{sweep.run_id}"
+    return f"mlflow ui --backend-store-uri {sweep.tracking_uri}  (then experiment {sweep.experiment_id})"
+
+
+def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset()) -> int:
+    """End child runs still RUNNING: FAILED for the given trial keys, else KILLED (stopped early by
+    ASHA, or interrupted). Returns how many."""
+    client = sweep.client()
+    runs = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
+                              "and attributes.status = 'RUNNING'", max_results=10000)
+    for run in runs:
+        client.set_terminated(run.info.run_id, "FAILED" if run.data.tags.get("key") in failed_keys else "KILLED")
+    return len(runs)
