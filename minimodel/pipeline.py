@@ -117,6 +117,7 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
         model = build_mlm(m["family"], tokenizer, hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
                           ffn=m["ffn"], max_len=d["seq_len"], seed=cfg["seed"])
     else:
+        torch.manual_seed(cfg["seed"])  # a missing head is initialised at random: make that reproducible
         model, tokenizer = load_mlm(m["name"])
     model.to(device())
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
