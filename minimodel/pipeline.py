@@ -113,7 +113,9 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
     rank, world = distributed()
     texts = data.read_corpus(d["source_corpus"], SOURCE_LANGUAGE, d["max_docs"])
     if m["name"] == "scratch":
-        tokenizer = canonical(empty_tokenizer(m["family"]).train_new_from_iterator(texts, m["vocab_size"]))
+        tokenizer = cached_tokenizer(
+            cache_dir / "vocab" / config_hash("scratch", m["family"], m["vocab_size"], d["source_corpus"], d["max_docs"]),
+            lambda: canonical(empty_tokenizer(m["family"]).train_new_from_iterator(texts, m["vocab_size"])))
         model = build_mlm(m["family"], tokenizer, hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
                           ffn=m["ffn"], max_len=d["seq_len"], seed=cfg["seed"])
     else:
@@ -199,12 +201,14 @@ def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
 def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None] | None) -> dict:
     a, d = cfg["adapt"], cfg["data"]
     lang, keys = a["language"], stage_keys(cfg)
+    rank, world = distributed()
     source = stage_dir("source", cfg, cache_dir)
     through = {"standard": source / "model", "minijoint": source / "mini",
                "minipost": stage_dir("align", cfg, cache_dir) / "mini"}[a["method"]]
     texts = data.read_corpus(d["target_corpus"], lang, d["max_docs"])
     source_tokenizer = AutoTokenizer.from_pretrained(source / "model")
-    tokenizer = target_tokenizer(source_tokenizer, texts, a["vocab_size"], cache_dir / "vocab" / keys["vocab"])
+    tokenizer = cached_tokenizer(cache_dir / "vocab" / keys["vocab"],
+                                 lambda: train_tokenizer(source_tokenizer, texts, a["vocab_size"]))
     body = AutoModelForMaskedLM.from_pretrained(through)
     shared = shared_tokens(source_tokenizer, tokenizer) if a["init"] == "overlap" else None
     weight, bias = init_embeddings(body, len(tokenizer), shared, cfg["seed"])
@@ -227,14 +231,16 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
         return tasks.evaluate(classifier, items, tokenizer)
 
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
-    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"]),
+    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world),
                   steps=a["steps"], lr=a["lr"], warmup=a["warmup"], evaluate=lambda: zero_shot(dev_items),
                   eval_every=a["eval_every"], on_eval=report, checkpoint_dir=out / "checkpoint",
                   checkpoint_every=a["eval_every"], desc=f"adapt {lang} {a['method']}")
     test = zero_shot(evaluation["test"])
     weight, bias = learned(body)
-    tokenizer.save_pretrained(out / "embeddings")
-    save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, out / "embeddings" / "embeddings.safetensors")
+    if rank == 0:
+        tokenizer.save_pretrained(out / "embeddings")
+        save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()},
+                  out / "embeddings" / "embeddings.safetensors")
     final = stats["curve"][-1]
     english = json.loads((finetuned / "stats.json").read_text())
     return {**stats, "accuracy": final["accuracy"], "macro_f1": final["macro_f1"],
@@ -252,13 +258,20 @@ def load_embeddings(folder: str | Path) -> tuple[PreTrainedTokenizerBase, torch.
     return AutoTokenizer.from_pretrained(folder), tensors["weight"], tensors["bias"]
 
 
-def target_tokenizer(source: PreTrainedTokenizerBase, texts: list[str], vocab_size: int, folder: Path) -> PreTrainedTokenizerBase:
-    """The target language's tokenizer, trained once per (source tokenizer, corpus, size) and cached."""
-    if not (folder / "tokenizer_config.json").exists():
+def cached_tokenizer(folder: Path, train: Callable[[], PreTrainedTokenizerBase]) -> PreTrainedTokenizerBase:
+    """A tokenizer trained once into `folder` and loaded from there afterwards.
+
+    Under torch.distributed rank 0 trains it and the other ranks load what it wrote, so that every
+    rank has the same vocabulary even where training is not deterministic (Unigram).
+    """
+    rank, world = distributed()
+    if rank == 0 and not (folder / "tokenizer_config.json").exists():
         tmp = folder.with_name(folder.name + ".partial")
-        train_tokenizer(source, texts, vocab_size).save_pretrained(tmp)
+        train().save_pretrained(tmp)
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
+    if world > 1:
+        dist.barrier()
     return AutoTokenizer.from_pretrained(folder)
 
 
