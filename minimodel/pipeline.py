@@ -34,7 +34,6 @@ from minimodel.post import minipost_model
 from minimodel.train import distributed, train
 from minimodel.vocab import canonical, shared_tokens, train_tokenizer
 
-SHARED_STAGES = ("source", "align", "finetune")
 SOURCE_LANGUAGE = "en"
 HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure MLM loss and accuracy
 

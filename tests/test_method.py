@@ -12,7 +12,7 @@ from minimodel import models
 from minimodel.compute import count_flops
 from minimodel.embeddings import init_embeddings, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
-from minimodel.mlm import masked_loss, mlm_batches, mlm_loss, pack
+from minimodel.mlm import mlm_batches, mlm_loss, pack
 from minimodel.post import minipost_model
 from minimodel.train import train
 from minimodel.vocab import shared_tokens, train_tokenizer

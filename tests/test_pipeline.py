@@ -8,12 +8,10 @@ the MiniPost mini-model.
 """
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from minimodel import pipeline
 from minimodel.config import trial_config
@@ -66,8 +64,8 @@ def test_finished_trials_and_stages_are_cached(toy_data, cache):
     again = pipeline.run_trial(cfg, cache, replayed.append)
     assert time.perf_counter() - started < 2 and again == first and replayed == first["curve"]
     assert all(pipeline.stage_done(s, cfg, cache) for s in pipeline.needed_stages(cfg))
-    saved = load_file(pipeline.stage_dir("adapt", cfg, cache) / "embeddings" / "embeddings.safetensors")
-    assert saved["weight"].shape[0] == first["vocab_size"]
+    tokenizer, weight, bias = pipeline.load_embeddings(pipeline.stage_dir("adapt", cfg, cache) / "embeddings")
+    assert len(tokenizer) == weight.shape[0] == bias.shape[0] == first["vocab_size"]
 
 
 def test_frozen_weights_are_bit_identical_after_finetune_and_adaptation(toy_data, cache):
