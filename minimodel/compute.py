@@ -21,15 +21,20 @@ def count_flops(step: Callable[[], object]) -> int:
 
 @dataclass
 class Meter:
-    """Cumulative training compute of one stage; evaluation time is not charged."""
+    """Cumulative training compute of one stage (all ranks); evaluation time is not charged."""
 
     flops: int = 0
     tokens: int = 0
     wall_s: float = 0.0
     per_shape: dict = field(default_factory=dict)
 
-    def step(self, shape: tuple, tokens: int, run: Callable[[], object]) -> object:
-        """Run one step, counting its FLOPs the first time this batch shape is seen."""
+    def step(self, shape: tuple, tokens: int, run: Callable[[], object],
+             total: Callable[[list[int]], list[int]] | None = None) -> object:
+        """Run one step, counting its FLOPs the first time this batch shape is seen.
+
+        total maps this process's [flops, tokens] to the whole job's (a sum over the ranks of a
+        distributed job, whose ranks may see different batch shapes), so every rank holds the job's totals.
+        """
         start = time.perf_counter()
         if shape in self.per_shape:
             out = run()
@@ -37,7 +42,8 @@ class Meter:
             result = []
             self.per_shape[shape] = count_flops(lambda: result.append(run()))
             out = result[0]
-        self.flops += self.per_shape[shape]
+        flops, tokens = total([self.per_shape[shape], tokens]) if total else (self.per_shape[shape], tokens)
+        self.flops += flops
         self.tokens += tokens
         self.wall_s += time.perf_counter() - start
         return out

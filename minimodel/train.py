@@ -1,9 +1,10 @@
 """The one training loop every stage uses: pretrain, head restore, MiniJoint, alignment, fine-tune, relearn.
 
-AdamW over trainable parameters only, linear warmup and decay, gradient accumulation, bf16 autocast on
-CUDA, an evaluation hook, checkpoint save/resume (safetensors + JSON, no pickle) and a progress bar.
-Under torch.distributed (Ray Train's process group) every rank trains on its own batches and the
-gradients of the trainable parameters are averaged.
+AdamW over trainable parameters only, linear warmup and decay, gradient accumulation, bf16 autocast
+(minimodel.precision), an evaluation hook, checkpoint save/resume (safetensors + JSON, no pickle) and a
+progress bar. Under torch.distributed (Ray Train's process group) every rank starts from rank 0's
+weights, trains on its own batches, the gradients of the trainable parameters are averaged, and FLOPs
+and tokens are summed over ranks: a stage's compute is the whole job's.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from minimodel.compute import Meter
+from minimodel.precision import autocast
 
 
 def distributed() -> tuple[int, int]:
@@ -44,14 +46,18 @@ def train(
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 0,
     desc: str = "train",
+    precision: str = "auto",
 ) -> dict:
     """Train `model`'s trainable parameters for `steps` optimizer steps of `accum` batches each.
 
     batch_at(i) returns micro-batch i; loss_fn(batch) its loss. evaluate() runs at step 0, every
     eval_every steps and at the end; each point (with cumulative compute) goes to on_eval and the curve.
+    precision (auto | fp32 | bf16) sets the forward's autocast; weights stay fp32.
     """
     rank, world = distributed()
     dev = next(model.parameters()).device
+    if world > 1:
+        _broadcast(model)
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     params = list(named.values())
     if not params:
@@ -75,7 +81,7 @@ def train(
         total = 0.0
         for batch in batches:
             batch = {k: v.to(dev) for k, v in batch.items()}
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            with autocast(precision, dev):
                 loss = loss_fn(batch) / accum
             loss.backward()
             total += loss.item()
@@ -86,6 +92,7 @@ def train(
                     p.grad /= world
         return total
 
+    job_total = (lambda counts: _sum_over_ranks(counts, dev)) if world > 1 else None
     model.train()
     if start == 0 and evaluate:
         point(0)
@@ -93,8 +100,8 @@ def train(
                **({"disable": True} if rank else {}))  # rank 0 honours TQDM_DISABLE
     for step in bar:
         batches = [batch_at(step * accum + micro) for micro in range(accum)]
-        tokens = sum(int(b["attention_mask"].sum()) for b in batches) * world
-        loss = meter.step(tuple(batches[0]["input_ids"].shape), tokens, lambda: one_step(batches))
+        tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        loss = meter.step(tuple(batches[0]["input_ids"].shape), tokens, lambda: one_step(batches), job_total)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -110,11 +117,31 @@ def train(
     return {"steps": steps, "loss": loss_avg, **meter.totals(), "curve": curve}
 
 
+def _broadcast(model: nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers, so no rank starts from its own random init."""
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor, src=0)
+
+
+def _sum_over_ranks(counts: list[int], dev: torch.device) -> list[int]:
+    """Element-wise sum of every rank's counts (on `dev`: NCCL reduces CUDA tensors only)."""
+    t = torch.tensor(counts, dtype=torch.int64, device=dev)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def _save(folder: Path, step: int, loss: float, curve: list, named: dict, optimizer, schedule, meter: Meter) -> None:
-    """Trainable weights and AdamW moments as safetensors, the rest as JSON."""
+    """Trainable weights, AdamW moments and the RNG state as safetensors, the rest as JSON.
+
+    The RNG state (dropout draws from it) lets a resumed run take the same steps as an uninterrupted one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     state = optimizer.state_dict()
     tensors = {f"param.{n}": p.detach().contiguous() for n, p in named.items()}
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     for i, s in state["state"].items():
         tensors.update({f"opt.{i}.{k}": v.contiguous() for k, v in s.items()})
     save_file(tensors, folder / "state.safetensors")
@@ -139,6 +166,9 @@ def _resume(folder: Path, named: dict, optimizer, schedule, meter: Meter) -> tup
             moments.setdefault(int(i), {})[k] = value
     optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
     schedule.load_state_dict(meta["schedule"])
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     m = meta["meter"]
     meter.flops, meter.tokens, meter.wall_s = m["flops"], m["tokens"], m["wall_s"]
     meter.per_shape = {tuple(k): v for k, v in m["per_shape"]}
