@@ -1,19 +1,54 @@
-"""Accuracy versus adaptation compute: Pareto frontiers per language and method, and compute-to-match.
+"""Does a mini-model reach standard's accuracy with less adaptation compute, and by how much?
 
-Input is a table of evaluation points, one row per (trial, evaluation): columns language, method,
-flops (cumulative adaptation FLOPs at that point), accuracy, plus anything else (run_id, step, depth).
-Every point of every curve counts: a trial stopped early at 2e12 FLOPs is a real way to spend 2e12.
+Input is the points table: one row per evaluation of a trial, with run_id, language, condition,
+arm, method, depth, baseline, seed, config, step, flops (cumulative adaptation FLOPs), accuracy (dev),
+test_accuracy and the per-run constants english_accuracy (ceiling), majority_accuracy (floor),
+one_off_flops and optionally dev_items. Arms are compared only within one (language, condition):
+
+1. hyper-parameters are chosen on dev by one rule for every arm: the config whose seeds have the
+   best mean plateau (a seed's plateau: the best moving average over 3 consecutive evaluations);
+2. the target is the baseline arm's mean plateau minus `tolerance`, one target for the baseline and
+   every arm measured against it, so the baseline pays for reaching the target, not its exact best;
+3. per seed, the FLOPs at which the dev curve first reaches the target, linear between evaluations;
+4. compute_to_match = mean baseline FLOPs / mean arm FLOPs to the target (> 1: the arm is cheaper).
+
+Intervals are 95% over seeds: compute ratios by percentile bootstrap (seeds of the two arms resampled
+independently, 2000 draws, numpy Generator seeded 0); accuracies by Student t. One seed gives none.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 import pandas as pd
 
-MATCH_TOLERANCE = 0.01  # "within one point" of standard's best accuracy
-SUMMARY_COLUMNS = ["language", "method", "trials", "best_accuracy", "flops_at_best", "flops_to_match",
-                   "compute_to_match"]
+MATCH_TOLERANCE = 0.01  # one accuracy point below the baseline's plateau counts as matching it
+REACH_SLACK = 1e-9  # an accuracy that equals the target up to float rounding has reached it
+SMOOTH_WINDOW = 3
+BOOTSTRAP_DRAWS = 2000
+GROUP = ["language", "condition"]
+SUMMARY_COLUMNS = [
+    "language", "condition", "arm", "method", "depth", "baseline", "config", "seeds", "reached",
+    "step0_accuracy", "final_accuracy", "final_accuracy_lo", "final_accuracy_hi", "best_accuracy",
+    "plateau", "target", "flops_to_target", "compute_to_match", "compute_to_match_lo",
+    "compute_to_match_hi", "vs_standard", "vs_standard_lo", "vs_standard_hi", "test_at_target",
+    "test_at_target_lo", "test_at_target_hi", "final_test_accuracy", "shortfall", "english_accuracy",
+    "majority_accuracy", "dev_items", "one_off_flops", "break_even_languages", "note",
+]
+CURVE_COLUMNS = ["language", "condition", "arm", "config", "flops", "accuracy", "lo", "hi", "seeds"]
+_OPTIONAL = ["test_accuracy", "english_accuracy", "majority_accuracy", "one_off_flops", "dev_items"]
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """One arm's chosen config and the dev/test curves of its seeds (in step order)."""
+    first: pd.Series  # an evaluation row: language, condition, arm, method, depth, baseline
+    config: str
+    curves: list[pd.DataFrame]
+    plateaus: np.ndarray
 
 
 def pareto(points: pd.DataFrame) -> pd.DataFrame:
@@ -24,95 +59,370 @@ def pareto(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def frontiers(table: pd.DataFrame) -> pd.DataFrame:
-    """The Pareto points of each (language, method)."""
-    parts = [pareto(group) for _, group in table.groupby(["language", "method"], sort=True)]
+    """The Pareto points of each (language, condition, arm), every trial and config pooled."""
+    parts = [pareto(group) for _, group in table.groupby([*GROUP, "arm"], sort=True)]
     return pd.concat(parts, ignore_index=True) if parts else table.iloc[:0]
 
 
-def _first_flops(points: pd.DataFrame, accuracy: float) -> float:
-    """Fewest FLOPs at which any trial reached `accuracy` (NaN if none did)."""
-    reached = points.loc[points["accuracy"] >= accuracy, "flops"]
-    return float(reached.min()) if len(reached) else float("nan")
+def _t_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval; NaN bounds from one value: one seed shows no spread."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return NAN, NAN, NAN
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, NAN, NAN
+    t = scipy.stats.t.ppf(0.975, len(v) - 1)
+    half = float(t * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per language and method: best accuracy, the FLOPs to reach it, and the compute-to-match ratio.
+def _smoothed_best(accuracy: np.ndarray) -> float:
+    """Best moving average over SMOOTH_WINDOW evaluations: a plateau, not one lucky evaluation."""
+    if not len(accuracy):
+        return NAN
+    width = min(SMOOTH_WINDOW, len(accuracy))
+    return float((np.convolve(accuracy, np.ones(width), mode="valid") / width).max())
 
-    compute_to_match = FLOPs standard needs to reach its best accuracy / FLOPs this method needs to
-    get within one point of that; > 1 means the method matches standard for less compute. NaN where
-    there is no standard run for the language or the method never gets within one point.
+
+def _choose(points: pd.DataFrame) -> _Arm:
+    """The config with the best mean plateau over its seeds (ties: first config string) and its seeds.
+
+    `points` are one arm's evaluations with a dev accuracy."""
+    runs = {run_id: run.sort_values(["step", "flops"], kind="stable")
+            for run_id, run in points.groupby("run_id", sort=True)}
+    plateau = {run_id: _smoothed_best(curve["accuracy"].to_numpy()) for run_id, curve in runs.items()}
+    configs: dict[str, list] = {}
+    for run_id, curve in runs.items():
+        configs.setdefault(curve["config"].iloc[0], []).append(run_id)
+    score = {config: np.mean([plateau[r] for r in ids]) for config, ids in configs.items()}
+    config = min(score, key=lambda c: (-score[c], c))
+    ids = configs[config]
+    return _Arm(runs[ids[0]].iloc[0], config, [runs[r] for r in ids], np.array([plateau[r] for r in ids]))
+
+
+def _arms(table: pd.DataFrame) -> dict[tuple[str, str, str], _Arm]:
+    """Every (language, condition, arm) with at least one dev evaluation, its config chosen on dev."""
+    evaluated = table.dropna(subset=["flops", "accuracy"])
+    return {key: _choose(points) for key, points in evaluated.groupby([*GROUP, "arm"], sort=True)}
+
+
+def _prepare(table: pd.DataFrame) -> pd.DataFrame:
+    """The points with optional columns filled in, so older tables still summarise."""
+    table = table.copy()
+    for column in _OPTIONAL:
+        if column not in table:
+            table[column] = NAN
+    table["config"] = table["config"].fillna("").astype(str) if "config" in table else ""
+    return table
+
+
+def _flops_to(curve: pd.DataFrame, target: float) -> float:
+    """FLOPs at which the dev curve first reaches target, linear between the evaluations around it."""
+    accuracy, flops = curve["accuracy"].to_numpy(), curve["flops"].to_numpy(dtype=float)
+    hit = np.flatnonzero(accuracy >= target - REACH_SLACK)
+    if not len(hit):
+        return NAN
+    i = hit[0]
+    if i == 0:
+        return float(flops[0])
+    frac = min(1.0, (target - accuracy[i - 1]) / (accuracy[i] - accuracy[i - 1]))
+    return float(flops[i - 1] + frac * (flops[i] - flops[i - 1]))
+
+
+def _test_at(curve: pd.DataFrame, flops: float) -> float:
+    """Test accuracy interpolated at those FLOPs; at the final evaluation if the target was never reached."""
+    test = curve.dropna(subset=["test_accuracy"])
+    if test.empty:
+        return NAN
+    if np.isnan(flops):
+        return float(test["test_accuracy"].iloc[-1])
+    return float(np.interp(flops, test["flops"], test["test_accuracy"]))
+
+
+def _flops_all(arm: _Arm, target: float) -> np.ndarray:
+    """Each seed's FLOPs to the target (NaN where never reached)."""
+    return np.array([_flops_to(curve, target) for curve in arm.curves])
+
+
+def _ratio(reference: np.ndarray, arm: np.ndarray) -> tuple[float, float, float, str]:
+    """mean(reference) / mean(arm) FLOPs with its bootstrap interval over seeds, or NaN and why."""
+    if not len(reference) or np.isnan(reference).any() or np.isnan(arm).any():
+        return NAN, NAN, NAN, ""
+    if reference.mean() == 0:
+        return NAN, NAN, NAN, "baseline at target before adaptation"
+    if arm.mean() == 0:
+        return np.inf, np.inf, np.inf, "at target before any adaptation compute"
+    ratio = float(reference.mean() / arm.mean())
+    if len(reference) < 2 or len(arm) < 2:
+        return ratio, NAN, NAN, ""
+    rng = np.random.default_rng(0)
+    ref_means = reference[rng.integers(0, len(reference), (BOOTSTRAP_DRAWS, len(reference)))].mean(axis=1)
+    arm_means = arm[rng.integers(0, len(arm), (BOOTSTRAP_DRAWS, len(arm)))].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a draw of only 0-FLOPs seeds is infinitely cheaper
+        draws = ref_means / arm_means
+    lo, hi = np.quantile(draws, [0.025, 0.975], method="inverted_cdf")  # no interpolation across inf
+    return ratio, float(lo), float(hi), ""
+
+
+def _break_even(one_off: float, saving: float) -> float:
+    """Languages after which the one-off cost is paid back by the per-language saving."""
+    if np.isnan(one_off):
+        return NAN
+    if one_off == 0:
+        return 0.0
+    if np.isnan(saving):
+        return NAN
+    return one_off / saving if saving > 0 else np.inf
+
+
+def _reading_order(item: tuple[tuple[str, str, str], _Arm]) -> tuple:
+    """Plain standard's comparisons first, each baseline before the arms measured against it."""
+    (language, condition, name), arm = item
+    baseline = arm.first["baseline"]
+    return language, condition, baseline != "standard", baseline, name != baseline, name
+
+
+def _row(arm: _Arm, target: float, base: _Arm | None, standard: _Arm | None, standard_target: float) -> dict:
+    """One summary row: the arm's curves measured against its baseline's target (and plain standard's)."""
+    first = arm.first
+    chosen = pd.concat(arm.curves)
+    per_run = chosen.groupby("run_id", sort=True)[["english_accuracy", "majority_accuracy", "one_off_flops",
+                                                   "dev_items"]].mean().mean()
+    flops = _flops_all(arm, target)
+    base_flops = _flops_all(base, target) if base else np.array([])
+    reached = int(np.isfinite(flops).sum())
+    best = float(np.mean([c["accuracy"].max() for c in arm.curves]))
+    final, final_lo, final_hi = _t_interval([c["accuracy"].iloc[-1] for c in arm.curves])
+    test, test_lo, test_hi = _t_interval([_test_at(c, f) for c, f in zip(arm.curves, flops)])
+    ratio, lo, hi, note = _ratio(base_flops, flops)
+    if base is None:
+        note = f"no {first['baseline']} runs"
+    elif np.isnan(base_flops).any():
+        note = f"baseline reached target in {int(np.isfinite(base_flops).sum())}/{len(base_flops)} seeds"
+    if first["baseline"] == "standard":
+        vs = (ratio, lo, hi)
+    elif standard is not None:
+        vs = _ratio(_flops_all(standard, standard_target), _flops_all(arm, standard_target))[:3]
+    else:
+        vs = (NAN, NAN, NAN)
+    saving = base_flops.mean() - flops.mean() if len(base_flops) else NAN  # NaN unless every seed reached
+    return {
+        "language": first["language"], "condition": first["condition"], "arm": first["arm"],
+        "method": first["method"], "depth": first["depth"], "baseline": first["baseline"],
+        "config": arm.config, "seeds": len(arm.curves),
+        "reached": f"{reached}/{len(flops)}" if np.isfinite(target) else "",
+        "step0_accuracy": float(np.mean([c["accuracy"].iloc[0] for c in arm.curves])),
+        "final_accuracy": final, "final_accuracy_lo": final_lo, "final_accuracy_hi": final_hi,
+        "best_accuracy": best, "plateau": float(arm.plateaus.mean()), "target": target,
+        "flops_to_target": float(flops.mean()) if reached == len(flops) else NAN,
+        "compute_to_match": ratio, "compute_to_match_lo": lo, "compute_to_match_hi": hi,
+        "vs_standard": vs[0], "vs_standard_lo": vs[1], "vs_standard_hi": vs[2],
+        "test_at_target": test, "test_at_target_lo": test_lo, "test_at_target_hi": test_hi,
+        "final_test_accuracy": float(np.nanmean([_test_at(c, NAN) for c in arm.curves]))
+        if chosen["test_accuracy"].notna().any() else NAN,
+        "shortfall": target - best if reached < len(flops) else NAN,
+        "english_accuracy": per_run["english_accuracy"], "majority_accuracy": per_run["majority_accuracy"],
+        "dev_items": per_run["dev_items"], "one_off_flops": per_run["one_off_flops"],
+        "break_even_languages": _break_even(per_run["one_off_flops"], saving),
+        "note": note,
+    }
+
+
+def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataFrame:
+    """One row per (language, condition, arm): does it reach its baseline's target, for how much compute.
+
+    Columns are SUMMARY_COLUMNS; accuracies (and shortfall) are fractions, FLOPs are adaptation FLOPs.
+    compute_to_match and vs_standard are NaN unless every seed of both arms reached the target; then
+    `reached` says how many of the arm's seeds did, `shortfall` how far its mean best dev accuracy is
+    below the target, and `note` any other reason (missing baseline, baseline at target at 0 FLOPs).
     """
+    if table.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    table = _prepare(table)
+    arms = _arms(table)
     rows = []
-    for language, lang_points in table.groupby("language", sort=True):
-        standard = lang_points[lang_points["method"] == "standard"]
-        target = standard["accuracy"].max() if len(standard) else float("nan")
-        standard_flops = _first_flops(standard, target) if len(standard) else float("nan")
-        for method, points in lang_points.groupby("method", sort=True):
-            best = float(points["accuracy"].max())
-            # standard is the reference: its own row compares its best with itself (1x)
-            if method == "standard":
-                to_match = standard_flops
-            else:
-                to_match = _first_flops(points, target - MATCH_TOLERANCE) if len(standard) else float("nan")
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.float64(standard_flops) / np.float64(to_match)
-            rows.append({
-                "language": language, "method": method,
-                "trials": int(points["run_id"].nunique()) if "run_id" in points else len(points),
-                "best_accuracy": best, "flops_at_best": _first_flops(points, best),
-                "flops_to_match": to_match, "compute_to_match": float(ratio),
-            })
+    for (language, condition, name), arm in sorted(arms.items(), key=_reading_order):
+        group = {a: other for (lang, cond, a), other in arms.items() if (lang, cond) == (language, condition)}
+        targets = {a: float(other.plateaus.mean()) - tolerance for a, other in group.items()}
+        baseline = arm.first["baseline"]
+        rows.append(_row(arm, targets.get(baseline, NAN), group.get(baseline), group.get("standard"),
+                         targets.get("standard", NAN)))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """The summary as aligned text for the terminal."""
-    shown = table.copy()
-    shown["best_accuracy"] = shown["best_accuracy"].map(lambda x: f"{x:.3f}")
-    for col in ("flops_at_best", "flops_to_match"):
-        shown[col] = shown[col].map(lambda x: "-" if np.isnan(x) else f"{x:.3g}")
-    # inf: the method was within one point before spending any adaptation compute
-    shown["compute_to_match"] = shown["compute_to_match"].map(
-        lambda x: "-" if np.isnan(x) else "inf" if np.isinf(x) else f"{x:.2f}x")
-    return shown.to_string(index=False)
+_summary = summary  # plot() takes a precomputed summary under that name
 
 
-def plot(table: pd.DataFrame, path: str | Path) -> Path:
-    """One panel per language: every evaluation point faint, each method's frontier as a step line."""
+def curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Per arm (chosen config): mean dev accuracy over seeds on the union of their FLOPs, with a 95% band.
+
+    Each seed's curve is interpolated linearly; beyond a seed's last FLOPs only the seeds that got
+    there count (the `seeds` column), so the mean never extrapolates a curve.
+    """
+    rows = []
+    for (language, condition, name), arm in _arms(_prepare(table)).items():
+        grid = np.unique(np.concatenate([c["flops"].to_numpy(dtype=float) for c in arm.curves]))
+        values = np.array([np.where((grid >= c["flops"].min()) & (grid <= c["flops"].max()),
+                                    np.interp(grid, c["flops"], c["accuracy"]), NAN) for c in arm.curves])
+        for x, column in zip(grid, values.T):
+            mean, lo, hi = _t_interval(column)
+            rows.append([language, condition, name, arm.config, x, mean, lo, hi, int(np.isfinite(column).sum())])
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _acc(x: float) -> str:
+    return "-" if np.isnan(x) else f"{x:.3f}"
+
+
+def _flops(x: float) -> str:
+    return "-" if np.isnan(x) else "0" if x == 0 else f"{x:.3g}"
+
+
+def _times(x: float, lo: float, hi: float) -> str:
+    """A ratio with its interval; small ratios keep two significant digits instead of showing 0.00x."""
+    def one(v: float) -> str:
+        return "inf" if np.isinf(v) else f"{v:.2f}x" if v >= 0.1 else f"{v:.2g}x"
+    if np.isnan(x):
+        return "-"
+    return one(x) + (f" [{one(lo)[:-1]}, {one(hi)[:-1]}]" if np.isfinite(lo) and np.isfinite(hi) else "")
+
+
+def _interval(mean: float, lo: float, hi: float) -> str:
+    return _acc(mean) + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "")
+
+
+def _match(row: pd.Series) -> str:
+    """compute_to_match as a ratio, or how the arm fell short of the target."""
+    done, _, total = row["reached"].partition("/")
+    if total and done != total:
+        short = f", {100 * row['shortfall']:.1f} points short" if row["shortfall"] > 0 else ""
+        return f"not reached in {int(total) - int(done)}/{total} seeds{short}"
+    return _times(row["compute_to_match"], row["compute_to_match_lo"], row["compute_to_match_hi"])
+
+
+def _span(values: pd.Series) -> str:
+    values = values.dropna()
+    lo, hi = (values.min(), values.max()) if len(values) else (NAN, NAN)
+    return _acc(lo) if lo == hi or np.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
+
+
+def _header(rows: pd.DataFrame) -> str:
+    """A (language, condition): ceiling, floor, the targets of its baselines, the dev-set size."""
+    language, condition = rows.iloc[0][GROUP]
+    targets = rows.drop_duplicates("baseline")
+    text = (f"{language} / {condition or '-'}: ceiling (English) {_span(rows['english_accuracy'])}, "
+            f"floor (majority) {_span(rows['majority_accuracy'])}, target "
+            + ", ".join(f"{_acc(t)} (vs {b})" for b, t in zip(targets["baseline"], targets["target"])))
+    items = rows["dev_items"].dropna()
+    return text + (f", dev items {int(items.iloc[0])}" if len(items) else "")
+
+
+_HEADS = ["arm", "config", "seeds", "dev step0 -> final", "test at target", "FLOPs to target",
+          "compute_to_match", "vs standard", "one-off FLOPs", "break-even languages", "note"]
+
+
+def _cells(row: pd.Series) -> list[str]:
+    """One arm's line; '*' marks test accuracy taken at the final evaluation for unreached seeds."""
+    done, _, total = row["reached"].partition("/")
+    return [row["arm"], row["config"], str(row["seeds"]),
+            f"{_acc(row['step0_accuracy'])} -> "
+            + _interval(row["final_accuracy"], row["final_accuracy_lo"], row["final_accuracy_hi"]),
+            _interval(row["test_at_target"], row["test_at_target_lo"], row["test_at_target_hi"])
+            + ("*" if done != total else ""),
+            _flops(row["flops_to_target"]), _match(row),
+            "" if row["baseline"] == "standard" else
+            _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"]),
+            _flops(row["one_off_flops"]), "-" if np.isnan(row["break_even_languages"]) else
+            "inf" if np.isinf(row["break_even_languages"]) else f"{row['break_even_languages']:.3g}",
+            row["note"]]
+
+
+def _blocks(summary: pd.DataFrame) -> tuple[list[tuple[str, list[list[str]]]], str]:
+    """Per (language, condition) its header and lines of cells (columns empty in every line left out),
+    and the footnote that says how to read them."""
+    blocks, starred = [], False
+    for _, rows in summary.groupby(GROUP, sort=False):
+        lines = [_cells(row) for _, row in rows.iterrows()]
+        keep = [i for i in range(len(_HEADS)) if i == 0 or any(line[i] for line in lines)]
+        blocks.append((_header(rows), [[line[i] for i in keep] for line in [_HEADS, *lines]]))
+        starred = starred or any(line[4].endswith("*") for line in lines)
+    note = "Intervals: 95% over seeds (Student t for accuracies, percentile bootstrap for compute ratios)."
+    star = "* some seeds never reached the target: their test accuracy is the final evaluation's. "
+    return blocks, star * starred + note
+
+
+def format_table(summary: pd.DataFrame) -> str:
+    """The summary as aligned text for the terminal, one block per (language, condition)."""
+    blocks, footnote = _blocks(summary)
+    text = []
+    for header, lines in blocks:
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        body = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+        text.append("\n".join([header, *body]))
+    return "\n\n".join([*text, footnote])
+
+
+def format_markdown(summary: pd.DataFrame) -> str:
+    """The summary as markdown (RESULTS.md, the MLflow parent run): a header line and table per group."""
+    blocks, footnote = _blocks(summary)
+    text = []
+    for header, lines in blocks:
+        lines.insert(1, ["---"] * len(lines[0]))
+        table = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines)
+        text.append(f"**{header}**\n\n{table}")
+    return "\n\n".join([*text, footnote]) + "\n"
+
+
+def plot(table: pd.DataFrame, path: str | Path, summary: pd.DataFrame | None = None) -> Path:
+    """One panel per (language, condition): each arm's mean dev curve with its band over seeds, faint
+    seeds, the targets dashed, the English ceiling and majority floor dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    languages = sorted(table["language"].unique())
-    cols = min(len(languages), 4) or 1
-    rows = -(-len(languages) // cols) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
-    front = frontiers(table)
-    colors = dict(zip(sorted(table["method"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    table = _prepare(table)
+    result = _summary(table) if summary is None else summary
+    arms, mean = _arms(table), curves(table)
+    groups = sorted({key[:2] for key in arms})
+    cols = min(len(groups), 3) or 1
+    rows = -(-len(groups) // cols) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.8 * rows), squeeze=False, sharey=True)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = dict.fromkeys(key[2] for key, _ in sorted(arms.items(), key=_reading_order))
+    colors = {a: palette[i % len(palette)] for i, a in enumerate(names)}
     positive = table.loc[table["flops"] > 0, "flops"]
-    for ax, language in zip(axes.flat, languages):
-        for method, color in colors.items():
-            points = table[(table["language"] == language) & (table["method"] == method)]
-            line = front[(front["language"] == language) & (front["method"] == method)]
-            if points.empty:
+    for ax, (language, condition) in zip(axes.flat, groups):
+        for (lang, cond, name), arm in sorted(arms.items(), key=_reading_order):
+            if (lang, cond) != (language, condition):
                 continue
-            ax.scatter(points["flops"], points["accuracy"], s=8, alpha=0.25, color=color)
-            # the frontier holds its last accuracy up to the most compute the method spent
-            xs = [*line["flops"], points["flops"].max()]
-            ys = [*line["accuracy"], line["accuracy"].iloc[-1]]
-            ax.step(xs, ys, where="post", color=color, label=method)
-            ax.plot(line["flops"], line["accuracy"], "o", color=color, ms=3)
-        # symlog keeps the 0-FLOPs point (the initial embeddings) on a log-like axis
+            for c in arm.curves:
+                ax.plot(c["flops"], c["accuracy"], color=colors[name], alpha=0.2, lw=0.8)
+            line = mean[(mean["language"] == lang) & (mean["condition"] == cond) & (mean["arm"] == name)]
+            ax.plot(line["flops"], line["accuracy"], color=colors[name], lw=1.8, label=name)
+            ax.fill_between(line["flops"], line["lo"], line["hi"], color=colors[name], alpha=0.2, lw=0)
+        rows_here = result[(result["language"] == language) & (result["condition"] == condition)]
+        for baseline, target in rows_here.drop_duplicates("baseline")[["baseline", "target"]].itertuples(index=False):
+            ax.axhline(target, color=colors.get(baseline, "grey"), ls="--", lw=1, label=f"target vs {baseline}")
+        for column, label in (("english_accuracy", "English"), ("majority_accuracy", "majority")):
+            for value in rows_here[column].dropna().unique():
+                ax.axhline(value, color="black", ls=":", lw=1)
+                ax.annotate(label, (0, value), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
+        # symlog keeps the 0-FLOPs evaluation (the initial embeddings) on a log-like axis
         ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
-        ax.set_title(language)
+        ax.set_xlim(left=0)
+        ax.set_title(f"{language} / {condition}" if condition else str(language), fontsize=10)
         ax.set_xlabel("adaptation FLOPs")
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(languages):]:
+    for ax in axes.flat[len(groups):]:
         ax.set_visible(False)
-    axes[0][0].set_ylabel("zero-shot dev accuracy")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("zero-shot dev accuracy")
+    legend = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 4), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * -(-len(legend) // 4) / rows, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -121,12 +431,15 @@ def plot(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 def write(table: pd.DataFrame, out_dir: str | Path) -> tuple[pd.DataFrame, list[Path]]:
-    """Summary table, frontier points and plot into out_dir; returns the summary and the files."""
+    """Summary (CSV and markdown), plot, Pareto points and mean curves into out_dir; files[2] is the plot."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = summary(table)
-    files = [out / "frontier.csv", out / "frontier_points.csv", out / "frontier.png"]
+    files = [out / "frontier.csv", out / "frontier.md", out / "frontier.png", out / "frontier_points.csv",
+             out / "frontier_curves.csv"]
     result.to_csv(files[0], index=False)
-    frontiers(table).to_csv(files[1], index=False)
-    plot(table, files[2])
+    files[1].write_text(format_markdown(result))
+    plot(table, files[2], result)
+    frontiers(table).to_csv(files[3], index=False)
+    curves(table).to_csv(files[4], index=False)
     return result, files
