@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -32,17 +33,75 @@ def cmd_trial(args: argparse.Namespace) -> None:
     cache = Path(spec.storage) / "cache"
     a = cfg["adapt"]
     print(f"trial: {a['method']} {a['language']} depth={a['depth']} init={a['init']} lr={a['lr']} steps={a['steps']}")
-    print(f"{'step':>6} {'accuracy':>9} {'macro_f1':>9} {'GFLOPs':>10} {'tokens':>9} {'wall_s':>8}")
+    headed = False
 
     def show(p: dict) -> None:
-        print(f"{p['step']:>6} {p['accuracy']:>9.4f} {p['macro_f1']:>9.4f} {p['flops'] / 1e9:>10.1f} {p['tokens']:>9} {p['wall_s']:>8.1f}",
+        nonlocal headed
+        second = "macro_f1" if "macro_f1" in p else "exact_match"  # classification, or QA (accuracy is F1)
+        if not headed:
+            print(f"{'step':>6} {'accuracy':>9} {second:>11} {'GFLOPs':>10} {'tokens':>9} {'wall_s':>8}")
+            headed = True
+        print(f"{p['step']:>6} {p['accuracy']:>9.4f} {p[second]:>11.4f} {p['flops'] / 1e9:>10.1f} {p['tokens']:>9} {p['wall_s']:>8.1f}",
               flush=True)
 
     result = run_trial(cfg, cache, show)
-    summary = {k: result[k] for k in ("test_accuracy", "test_macro_f1", "english_accuracy", "english_macro_f1",
-                                      "flops", "tokens", "wall_s", "overlap_tokens", "vocab_size")}
+    summary = {k: result[k] for k in ("test_accuracy", "test_macro_f1", "test_exact_match", "english_accuracy",
+                                      "english_macro_f1", "english_exact_match", "flops", "tokens", "wall_s",
+                                      "overlap_tokens", "vocab_size") if k in result}
     print(json.dumps(summary, indent=1))
     print(f"cache: {cache}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """A trial's adapted model as a standalone Hugging Face folder, optionally registered in MLflow.
+
+    The trial is the spec's (method, language) as `minimodel trial` runs it, or one from MLflow:
+    `--trial ID` (a Tune trial id or MLflow run id), `--best` (best final dev accuracy for the language)."""
+    from minimodel import arms, export
+
+    spec = load_spec(args.spec, args.set)
+    if args.language not in spec.languages:
+        raise SpecError(f"--language {args.language}: the spec's languages are {', '.join(spec.languages)}")
+    if args.method and args.method not in spec.methods:
+        raise SpecError(f"--method {args.method}: the spec's methods are {', '.join(spec.methods)}")
+    run_id = None
+    if args.trial or args.best:
+        from trainables import registry, tracking
+
+        tracking.check_reachable(spec.tracking_uri)
+        run = registry.trial_run(spec.tracking_uri, spec.name, args.trial, args.language, args.method)
+        cfg, run_id = registry.run_config(run), run.info.run_id
+    elif args.register:
+        raise SpecError("--register: needs --trial ID or --best (the model is logged into that trial's MLflow run)")
+    else:
+        cfg = spec.config(args.method or spec.methods[0], args.language)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{spec.name}-{args.language}-{arms.arm(cfg)}").strip("-")
+    folder = export.export(cfg, Path(spec.storage) / "cache", args.out or Path("exports") / name, mlm=args.mlm, run_id=run_id)
+    print(f"exported {arms.arm(cfg)} {args.language} (seed {cfg['adapt']['seed']}) to {folder}")
+    if args.register:
+        a = cfg["adapt"]
+        tags = {"language": a["language"], "arm": arms.arm(cfg), "method": a["method"], "seed": str(a["seed"]),
+                "trial": run.data.tags.get("key", run_id)}
+        version = registry.register(spec.tracking_uri, run_id, str(folder), args.register, export.pipeline_task(folder), tags)
+        print(f"registered model {args.register!r} version {version}, logged in run {run_id}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Classify texts or answer questions with an exported folder; JSONL out (stdin JSONL without TEXTs)."""
+    from minimodel.export import predict
+
+    if args.texts:
+        rows = [{"question": t, "context": args.context} if args.context is not None else {"text": t} for t in args.texts]
+    else:
+        rows = []
+        for n, line in enumerate(sys.stdin, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"stdin:{n}: not JSON ({e.msg})") from None
+    for row, answer in zip(rows, predict(args.folder, rows)):
+        print(json.dumps({**row, **answer}, ensure_ascii=False), flush=True)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -119,6 +178,27 @@ def parser() -> argparse.ArgumentParser:
     front.add_argument("--run-id", help="parent run of the sweep (default: the latest)")
     front.add_argument("--out", help="folder for frontier.csv, frontier_points.csv, frontier.png")
     front.set_defaults(run=cmd_frontier)
+
+    exp = sub.add_parser("export", help="write a trial's adapted model as a standalone Hugging Face folder")
+    exp.add_argument("spec", help="sweep YAML (its storage holds the trial's cache)")
+    exp.add_argument("--set", **overrides)
+    exp.add_argument("--language", required=True, help="the target language whose model to export")
+    exp.add_argument("--method", help="one of the spec's methods (default: the first; with --best: any)")
+    which = exp.add_mutually_exclusive_group()
+    which.add_argument("--trial", help="a trial of the spec's MLflow experiment: Tune trial id or MLflow run id")
+    which.add_argument("--best", action="store_true", help="the latest sweep's trial with the best final dev accuracy")
+    exp.add_argument("--out", help="folder to write (default: exports/SPECNAME-LANGUAGE-ARM)")
+    exp.add_argument("--mlm", action="store_true", help="also write the full masked LM with the new embeddings (mlm/)")
+    exp.add_argument("--register", metavar="NAME", help="log the export into the trial's MLflow run and register it as NAME")
+    exp.set_defaults(run=cmd_export)
+
+    pred = sub.add_parser("predict", help="classify or answer with an exported model (JSONL out)")
+    pred.add_argument("folder", help="a folder written by `minimodel export`")
+    pred.add_argument("texts", nargs="*", metavar="TEXT",
+                      help="texts to classify, or questions with --context; none: JSONL rows on stdin "
+                           "({\"text\"[, \"text_pair\"]} or {\"question\", \"context\"})")
+    pred.add_argument("--context", help="the context the TEXT questions are about (QA models)")
+    pred.set_defaults(run=cmd_predict)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for a spec's tracking store")
     ui.add_argument("spec", help="sweep YAML")

@@ -12,9 +12,11 @@ import json
 from typing import Any
 
 METHODS = ("standard", "minijoint", "minipost")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
+    "precision": "auto",  # auto (bf16 autocast on CUDA and on CPUs with native bf16) | fp32 | bf16
     # Source model: a hub name, a local folder, "bundled:minilm-l6", or "scratch" (built from the fields below).
     "model": {
         "name": "bundled:minilm-l6",
@@ -38,12 +40,16 @@ DEFAULTS: dict[str, Any] = {
         "target_corpus": "bundled:ddtp-topic",
         "seq_len": 128,
         "max_docs": 50000,  # read at most this many documents from each corpus
-        "max_eval": 500,  # items of the target dev set evaluated at each interval
+        "max_eval": 500,  # dev items evaluated at each interval (a fixed random sample; 0 = all)
+        "max_test": 0,  # test items evaluated at each interval (a fixed random sample; 0 = all)
     },
     # English task fine-tune of the full model, word embeddings frozen.
     "finetune": {"steps": 300, "lr": 5e-5, "batch_size": 32, "warmup": 0.1},
     # MiniPost alignment: new top layers over frozen layers[:depth].
-    "align": {"steps": 300, "lr": 3e-4, "batch_size": 32, "layers": 1, "init": "copy", "warmup": 0.06},
+    # objective: mlm (the paper's: the new top learns MLM on its own) or distill (it learns to predict
+    # what the big model predicts, at the masked positions).
+    "align": {"steps": 300, "lr": 3e-4, "batch_size": 32, "layers": 1, "init": "copy", "warmup": 0.06,
+              "objective": "mlm"},
     # The trial proper: relearn one language's embeddings with one method through one depth.
     "adapt": {
         "language": "de",
@@ -56,6 +62,13 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 32,
         "warmup": 0.06,
         "eval_every": 100,
+        "seed": 0,  # the adaptation's own seed (new rows, batches, masks): a spec's `seeds:` repeats trials over it
+        "through_joint": False,  # standard only: relearn through MiniJoint's jointly trained model (its baseline)
+        # overlap init: whether the rows copied from the source (tokens both vocabularies share) train too,
+        # or keep the source's vectors while the new rows learn to fit them
+        "train_shared": True,
+        # the spread of the new rows' random init, as a multiple of the source embeddings' spread
+        "init_scale": 1.0,
     },
 }
 
@@ -99,12 +112,18 @@ def trial_config(overrides: dict | None = None) -> dict:
     """DEFAULTS with overrides merged and checked."""
     cfg = merge(DEFAULTS, overrides or {})
     adapt = cfg["adapt"]
+    if cfg["precision"] not in PRECISIONS:
+        raise ConfigError(f"'precision' must be one of {', '.join(PRECISIONS)}, got {cfg['precision']!r}")
     if adapt["method"] not in METHODS:
         raise ConfigError(f"'adapt.method' must be one of {', '.join(METHODS)}, got {adapt['method']!r}")
     if adapt["init"] not in ("random", "overlap"):
         raise ConfigError(f"'adapt.init' must be random or overlap, got {adapt['init']!r}")
+    if cfg["align"]["objective"] not in ("mlm", "distill"):
+        raise ConfigError(f"'align.objective' must be mlm or distill, got {cfg['align']['objective']!r}")
     if cfg["align"]["init"] not in ("copy", "random"):
         raise ConfigError(f"'align.init' must be copy or random, got {cfg['align']['init']!r}")
+    if adapt["through_joint"] and adapt["method"] != "standard":
+        raise ConfigError(f"'adapt.through_joint' is for method standard only (got {adapt['method']!r})")
     layers = cfg["model"]["layers"] if cfg["model"]["name"] == "scratch" else None
     if adapt["method"] != "standard" and (adapt["depth"] < 1 or (layers and adapt["depth"] >= layers)):
         raise ConfigError(f"'adapt.depth' must be between 1 and the model's layers - 1, got {adapt['depth']}")

@@ -12,13 +12,13 @@ from minimodel.models import output_bias, trainable
 
 
 def init_embeddings(source: PreTrainedModel, vocab_size: int, shared: dict[int, int] | None = None,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) for a new vocabulary: random at the source embeddings' scale, then (overlap init)
-    the source's vector and bias copied for every shared token."""
+                    seed: int = 0, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) for a new vocabulary: random around the source embeddings' mean with `scale` times
+    their spread, then (overlap init) the source's vector and bias copied for every shared token."""
     src_w = source.get_input_embeddings().weight.detach()
     src_b = output_bias(source).detach()
     g = torch.Generator().manual_seed(seed)
-    weight = torch.randn(vocab_size, src_w.shape[1], generator=g) * src_w.std() + src_w.mean()
+    weight = torch.randn(vocab_size, src_w.shape[1], generator=g) * (scale * src_w.std()) + src_w.mean()
     bias = torch.zeros(vocab_size)
     if shared:
         tgt, src = torch.tensor(list(shared)), torch.tensor(list(shared.values()))
@@ -53,3 +53,11 @@ def only_embeddings_trainable(model: PreTrainedModel) -> None:
     trainable(model, False)
     model.get_input_embeddings().weight.requires_grad_(True)
     output_bias(model).requires_grad_(True)
+
+
+def keep_rows(model: PreTrainedModel, rows: list[int]) -> None:
+    """Zero the gradients of these rows of the word embeddings and the output bias, so that they keep
+    their values (AdamW's decoupled weight decay still shrinks them by lr * decay per step)."""
+    index = torch.tensor(rows)
+    for param in (model.get_input_embeddings().weight, output_bias(model)):
+        param.register_hook(lambda grad: grad.index_fill(0, index.to(grad.device), 0.0))

@@ -10,9 +10,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DataCollatorForLanguageModeling, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from minimodel.models import mlm_head
+from minimodel.precision import autocast
 
 
 def pack(token_lists: list[list[int]], seq_len: int) -> torch.Tensor:
@@ -24,20 +25,41 @@ def pack(token_lists: list[list[int]], seq_len: int) -> torch.Tensor:
     return flat[: n * seq_len].view(n, seq_len)
 
 
+MASK_RATE = 0.15
+
+
 def mlm_batches(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int,
                 rank: int = 0, world: int = 1) -> Callable[[int], dict]:
     """batch_at(i): the i-th masked batch, a pure function of (seed, i, rank) so a resumed run sees the same data."""
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, return_tensors="pt")
+    specials = torch.tensor(sorted(set(tokenizer.all_special_ids)))
 
     def batch_at(i: int) -> dict:
         g = torch.Generator().manual_seed(seed * 1_000_003 + i * world + rank)
         rows = torch.randint(len(blocks), (batch_size,), generator=g)
-        torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=g)))  # the collator draws from the global RNG
-        batch = collator([{"input_ids": blocks[r].long()} for r in rows.tolist()])
-        batch["attention_mask"] = torch.ones_like(batch["input_ids"])
-        return batch
+        return mask(blocks[rows].long(), specials, tokenizer.mask_token_id, len(tokenizer), g)
 
     return batch_at
+
+
+def mask(input_ids: torch.Tensor, specials: torch.Tensor, mask_id: int, vocab_size: int,
+         g: torch.Generator) -> dict:
+    """BERT's masking with a fixed count: exactly round(15% of seq_len) positions per row (special
+    tokens last in line), of which 80% become [MASK], 10% a random token, 10% stay.
+
+    A fixed count, as in BERT's original data pipeline, keeps every batch of one shape at the same
+    FLOPs (the head runs at masked positions only) and its tensors at static shapes.
+    """
+    rows, seq_len = input_ids.shape
+    count = max(1, round(MASK_RATE * seq_len))
+    score = torch.rand(rows, seq_len, generator=g)
+    score[torch.isin(input_ids, specials)] = -1.0  # chosen only when a row has too few ordinary tokens
+    where = torch.zeros_like(input_ids, dtype=torch.bool).scatter_(1, score.topk(count, dim=1).indices, True)
+    labels = torch.where(where, input_ids, -100)
+    roll = torch.rand(rows, seq_len, generator=g)
+    masked = input_ids.masked_fill(where & (roll < 0.8), mask_id)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=g)
+    masked = torch.where(where & (roll >= 0.8) & (roll < 0.9), random_ids, masked)
+    return {"input_ids": masked, "attention_mask": torch.ones_like(input_ids), "labels": labels}
 
 
 def masked_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -47,24 +69,58 @@ def masked_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> 
     return F.cross_entropy(logits.float(), labels[where])
 
 
+def distill_loss(teacher: PreTrainedModel, student: PreTrainedModel, batch: dict) -> torch.Tensor:
+    """KL(teacher || student) of the predicted token distributions at the masked positions: the student
+    learns to predict what the teacher predicts, not only the masked token."""
+    where = batch["labels"] != -100
+    with torch.no_grad():
+        hidden = teacher.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        target = F.log_softmax(mlm_head(teacher)(hidden[where]).float(), -1)
+    hidden = student.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    guess = F.log_softmax(mlm_head(student)(hidden[where]).float(), -1)
+    return F.kl_div(guess, target, log_target=True, reduction="batchmean")
+
+
 def mlm_loss(model: PreTrainedModel, batch: dict) -> torch.Tensor:
     hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     return masked_loss(mlm_head(model), hidden, batch["labels"])
 
 
 @torch.no_grad()
-def mlm_eval(model: PreTrainedModel, batches: list[dict]) -> dict:
-    """Masked-token loss and accuracy on held-out batches."""
+def mlm_eval(model: PreTrainedModel, batches: list[dict], precision: str = "auto") -> dict:
+    """Masked-token loss and accuracy on held-out batches; the forward under `precision`, the loss in fp32."""
+
     model.eval()
     dev = next(model.parameters()).device
     loss = correct = total = 0.0
     for batch in batches:
         batch = {k: v.to(dev) for k, v in batch.items()}
-        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         where = batch["labels"] != -100
-        logits = mlm_head(model)(hidden[where]).float()
+        with autocast(precision, dev):
+            hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            logits = mlm_head(model)(hidden[where]).float()
         loss += F.cross_entropy(logits, batch["labels"][where], reduction="sum").item()
         correct += (logits.argmax(-1) == batch["labels"][where]).sum().item()
         total += where.sum().item()
     model.train()
     return {"mlm_loss": loss / max(total, 1), "mlm_accuracy": correct / max(total, 1)}
+
+
+@torch.no_grad()
+def agreement(reference: PreTrainedModel, other: PreTrainedModel, batches: list[dict], precision: str = "auto") -> float:
+    """How often two MLMs predict the same token at the masked positions of held-out batches: how well a
+    mini-model stands in for the big model it was carved from (1.0 = the same predictions)."""
+    same = total = 0
+    for batch in batches:
+        guesses = []
+        for model in (reference, other):
+            model.eval()
+            dev = next(model.parameters()).device
+            with autocast(precision, dev):
+                hidden = model.base_model(input_ids=batch["input_ids"].to(dev),
+                                          attention_mask=batch["attention_mask"].to(dev)).last_hidden_state
+                guesses.append(mlm_head(model)(hidden[batch["labels"].to(dev) != -100]).argmax(-1).cpu())
+            model.train()
+        same += int((guesses[0] == guesses[1]).sum())
+        total += len(guesses[0])
+    return same / max(total, 1)

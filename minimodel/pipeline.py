@@ -3,6 +3,7 @@
     source    load or pretrain the English model (head restore; MiniJoint's second head)   shared
     align     MiniPost: align a new top over frozen layers[:depth]                          shared
     finetune  English task fine-tune of the full model, word embeddings frozen              shared
+              (a classifier, or a span head for extractive QA: tasks.py / qa.py)
     adapt     the trial: relearn one language's embeddings through the full or mini-model,
               evaluating zero-shot on the way
 
@@ -22,13 +23,13 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from minimodel import data, tasks
+from minimodel import data, qa, tasks
 from minimodel.config import config_hash
-from minimodel.embeddings import init_embeddings, learned, only_embeddings_trainable, splice
+from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
-from minimodel.mlm import mlm_batches, mlm_eval, mlm_loss, pack
+from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss, pack
 from minimodel.models import build_mlm, device, empty_tokenizer, load_mlm, mini_model, mlm_head, new_head, trainable
 from minimodel.post import minipost_model
 from minimodel.train import distributed, train
@@ -44,7 +45,9 @@ def needed_stages(cfg: dict) -> list[str]:
 
 
 def joint_depth(cfg: dict) -> int:
-    return cfg["adapt"]["depth"] if cfg["adapt"]["method"] == "minijoint" else 0
+    """The layer of the source model's second MLM head: MiniJoint's, and its standard baseline's."""
+    a = cfg["adapt"]
+    return a["depth"] if a["method"] == "minijoint" or a["through_joint"] else 0
 
 
 def stage_keys(cfg: dict) -> dict[str, str]:
@@ -52,7 +55,7 @@ def stage_keys(cfg: dict) -> dict[str, str]:
     d, a = cfg["data"], cfg["adapt"]
     model = cfg["model"] if cfg["model"]["name"] == "scratch" else {"name": cfg["model"]["name"]}
     source = config_hash("source", model, cfg["pretrain"], d["source_corpus"], d["seq_len"], d["max_docs"],
-                         cfg["seed"], joint_depth(cfg))
+                         cfg["seed"], joint_depth(cfg), cfg["precision"])
     align = config_hash("align", source, cfg["align"], a["depth"])
     finetune = config_hash("finetune", source, cfg["finetune"], d["task"], d["seq_len"])
     vocab = config_hash("vocab", source, d["target_corpus"], a["language"], a["vocab_size"], d["max_docs"])
@@ -114,7 +117,7 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
     if m["name"] == "scratch":
         tokenizer = cached_tokenizer(
             cache_dir / "vocab" / config_hash("scratch", m["family"], m["vocab_size"], d["source_corpus"], d["max_docs"]),
-            lambda: canonical(empty_tokenizer(m["family"]).train_new_from_iterator(texts, m["vocab_size"])))
+            lambda: canonical(empty_tokenizer(m["family"]).train_new_from_iterator(texts, m["vocab_size"], show_progress=False)))
         model = build_mlm(m["family"], tokenizer, hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
                           ffn=m["ffn"], max_len=d["seq_len"], seed=cfg["seed"])
     else:
@@ -124,14 +127,15 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
     held, blocks = _held_out(blocks, tokenizer, p["batch_size"])
     batches = mlm_batches(blocks, tokenizer, p["batch_size"], cfg["seed"], rank, world)
-    stats = {"before": mlm_eval(model, held)}
-    common = dict(lr=p["lr"], warmup=p["warmup"], eval_every=p["eval_every"], checkpoint_every=200)
+    stats = {"before": mlm_eval(model, held, cfg["precision"])}
+    common = dict(lr=p["lr"], warmup=p["warmup"], eval_every=p["eval_every"], checkpoint_every=200,
+                  precision=cfg["precision"])
     if p["head_steps"]:
         trainable(model, False)
         trainable(mlm_head(model), True)
         model.get_input_embeddings().weight.requires_grad_(False)  # the decoder is tied to it
         head = train(model, lambda b: mlm_loss(model, b), batches, steps=p["head_steps"], desc="head restore",
-                     evaluate=lambda: mlm_eval(model, held), checkpoint_dir=out / "checkpoint" / "head", **common)
+                     evaluate=lambda: mlm_eval(model, held, cfg["precision"]), checkpoint_dir=out / "checkpoint" / "head", **common)
         stats["head"] = head
     trainable(model, True)
     depth = joint_depth(cfg)
@@ -140,16 +144,16 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
         both = nn.ModuleList([model, mini_head] if depth else [model])
         loss = joint_loss(model, mini_head, depth, p["joint_weight"]) if depth else (lambda b: mlm_loss(model, b))
         stats["pretrain"] = train(both, loss, batches, steps=p["steps"], desc="pretrain",
-                                  evaluate=lambda: mlm_eval(model, held), checkpoint_dir=out / "checkpoint" / "body",
+                                  evaluate=lambda: mlm_eval(model, held, cfg["precision"]), checkpoint_dir=out / "checkpoint" / "body",
                                   **common)
-    stats["after"] = mlm_eval(model, held)
+    stats["after"] = mlm_eval(model, held, cfg["precision"])
     stats.update(_compute_total(stats, "head", "pretrain"))
     stats.update(stats["after"])
     if rank == 0:
         _save(model, tokenizer, out / "model")
     if depth:
         mini = mini_model(model, depth, mini_head)
-        stats["mini_after"] = mlm_eval(mini, held)
+        stats["mini_after"] = mlm_eval(mini, held, cfg["precision"])
         if rank == 0:
             _save(mini, tokenizer, out / "mini")
     return stats
@@ -165,11 +169,15 @@ def _align(cfg: dict, cache_dir: Path, out: Path) -> dict:
     blocks = token_blocks(tokenizer, data.read_corpus(d["source_corpus"], SOURCE_LANGUAGE, d["max_docs"]),
                           d["seq_len"], cache_dir)
     held, blocks = _held_out(blocks, tokenizer, a["batch_size"])
-    stats = {"before": mlm_eval(mini, held)}
-    stats.update(train(mini, lambda b: mlm_loss(mini, b), mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world),
+    # How well the mini-model stands in for the big one, before and after: a badly aligned mini-model
+    # shows here, before any language is adapted through it.
+    stats = {"depth": cfg["adapt"]["depth"], "full": mlm_eval(full, held, cfg["precision"]),
+             "before": {**mlm_eval(mini, held, cfg["precision"]), "agreement": agreement(full, mini, held, cfg["precision"])}}
+    objective = (lambda b: distill_loss(full, mini, b)) if a["objective"] == "distill" else (lambda b: mlm_loss(mini, b))
+    stats.update(train(mini, objective, mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world),
                        steps=a["steps"], lr=a["lr"], warmup=a["warmup"], desc="align",
-                       checkpoint_dir=out / "checkpoint", checkpoint_every=200))
-    stats.update(mlm_eval(mini, held))
+                       checkpoint_dir=out / "checkpoint", checkpoint_every=200, precision=cfg["precision"]))
+    stats.update(mlm_eval(mini, held, cfg["precision"]), agreement=agreement(full, mini, held, cfg["precision"]))
     if rank == 0:
         _save(mini, tokenizer, out / "mini")
     return stats
@@ -181,19 +189,20 @@ def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
     source = stage_dir("source", cfg, cache_dir) / "model"
     tokenizer = AutoTokenizer.from_pretrained(source)
     train_items = data.read_task(d["task"], SOURCE_LANGUAGE, "train")
-    labels = sorted({x["label"] for x in train_items})
-    split = {s: tasks.encode(tokenizer, data.read_task(d["task"], SOURCE_LANGUAGE, s, labels=labels), labels,
-                             d["seq_len"]) for s in ("dev", "test")}
-    model = tasks.classifier(source, labels).to(device())
-    batches = tasks.task_batches(tasks.encode(tokenizer, train_items, labels, d["seq_len"]), tokenizer,
+    task = qa if data.is_qa(train_items) else tasks  # extractive QA or classification: the same functions
+    torch.manual_seed(cfg["seed"])  # the new task head: the same init whether or not other stages ran here
+    model = task.new_model(source, train_items).to(device())
+    dev, test = (task.eval_set(tokenizer, model, d["task"], SOURCE_LANGUAGE, s, n, d["seq_len"])
+                 for s, n in (("dev", d["max_eval"]), ("test", 0)))
+    batches = tasks.task_batches(task.train_set(tokenizer, model, train_items, d["seq_len"]), tokenizer,
                                  f["batch_size"], cfg["seed"], rank, world)
-    stats = train(model, tasks.classification_loss(model), batches, steps=f["steps"], lr=f["lr"], warmup=f["warmup"],
-                  evaluate=lambda: tasks.evaluate(model, split["dev"][: d["max_eval"]], tokenizer),
+    stats = train(model, lambda batch: model(**batch).loss, batches, steps=f["steps"], lr=f["lr"], warmup=f["warmup"],
+                  evaluate=lambda: task.evaluate(model, dev, tokenizer, precision=cfg["precision"]),
                   eval_every=max(f["steps"] // 5, 1),
-                  desc="finetune", checkpoint_dir=out / "checkpoint", checkpoint_every=200)
-    stats.update(tasks.evaluate(model, split["test"], tokenizer))
+                  desc="finetune", checkpoint_dir=out / "checkpoint", checkpoint_every=200, precision=cfg["precision"])
+    stats.update(task.evaluate(model, test, tokenizer, precision=cfg["precision"]))
     if rank == 0:
-        _save(model, tokenizer, out / "classifier")
+        _save(model, tokenizer, out / task.FOLDER)
     return stats
 
 
@@ -204,37 +213,40 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     source = stage_dir("source", cfg, cache_dir)
     through = {"standard": source / "model", "minijoint": source / "mini",
                "minipost": stage_dir("align", cfg, cache_dir) / "mini"}[a["method"]]
+    seed = a["seed"]
     texts = data.read_corpus(d["target_corpus"], lang, d["max_docs"])
     source_tokenizer = AutoTokenizer.from_pretrained(source / "model")
     tokenizer = cached_tokenizer(cache_dir / "vocab" / keys["vocab"],
                                  lambda: train_tokenizer(source_tokenizer, texts, a["vocab_size"]))
     body = AutoModelForMaskedLM.from_pretrained(through)
     shared = shared_tokens(source_tokenizer, tokenizer) if a["init"] == "overlap" else None
-    weight, bias = init_embeddings(body, len(tokenizer), shared, cfg["seed"])
+    weight, bias = init_embeddings(body, len(tokenizer), shared, seed, a["init_scale"])
     splice(body, weight, bias)
     only_embeddings_trainable(body)
+    if shared and not a["train_shared"]:
+        keep_rows(body, list(shared))
     body.to(device())
 
     finetuned = stage_dir("finetune", cfg, cache_dir)
-    classifier = AutoModelForSequenceClassification.from_pretrained(finetuned / "classifier")
-    splice(classifier, weight)
-    classifier.to(device())
-    labels = [classifier.config.id2label[i] for i in range(classifier.config.num_labels)]
-    evaluation = {s: tasks.encode(tokenizer, data.read_task(d["task"], lang, s, labels=labels), labels, d["seq_len"])
-                  for s in ("dev", "test")}
-    dev_items = evaluation["dev"][: d["max_eval"]]
+    task = qa if (finetuned / qa.FOLDER).is_dir() else tasks
+    model = task.load(finetuned / task.FOLDER)
+    splice(model, weight)
+    model.to(device())
+    dev, test = (task.eval_set(tokenizer, model, d["task"], lang, s, n, d["seq_len"])
+                 for s, n in (("dev", d["max_eval"]), ("test", d["max_test"])))
 
-    def zero_shot(items: list[dict]) -> dict:
+    def zero_shot() -> dict:
+        """Dev accuracy (what choices are made on) and test accuracy (what is reported) at this point."""
         with torch.no_grad():
-            classifier.get_input_embeddings().weight.copy_(body.get_input_embeddings().weight)
-        return tasks.evaluate(classifier, items, tokenizer)
+            model.get_input_embeddings().weight.copy_(body.get_input_embeddings().weight)
+        on_test = task.evaluate(model, test, tokenizer, precision=cfg["precision"])
+        return {**task.evaluate(model, dev, tokenizer, precision=cfg["precision"]), **{f"test_{k}": v for k, v in on_test.items()}}
 
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
-    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world),
-                  steps=a["steps"], lr=a["lr"], warmup=a["warmup"], evaluate=lambda: zero_shot(dev_items),
+    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], seed, rank, world),
+                  steps=a["steps"], lr=a["lr"], warmup=a["warmup"], evaluate=zero_shot,
                   eval_every=a["eval_every"], on_eval=report, checkpoint_dir=out / "checkpoint",
-                  checkpoint_every=a["eval_every"], desc=f"adapt {lang} {a['method']}")
-    test = zero_shot(evaluation["test"])
+                  checkpoint_every=a["eval_every"], desc=f"adapt {lang} {a['method']}", precision=cfg["precision"])
     weight, bias = learned(body)
     if rank == 0:
         tokenizer.save_pretrained(out / "embeddings")
@@ -242,10 +254,25 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
                   out / "embeddings" / "embeddings.safetensors")
     final = stats["curve"][-1]
     english = json.loads((finetuned / "stats.json").read_text())
-    return {**stats, "accuracy": final["accuracy"], "macro_f1": final["macro_f1"],
-            "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
-            "english_accuracy": english["accuracy"], "english_macro_f1": english["macro_f1"],
+    return {**stats, **{k: final[k] for m in task.METRICS for k in (m, f"test_{m}")},
+            **{f"english_{m}": english[m] for m in task.METRICS}, **task.floor(test),
+            "dev_items": len(dev), "test_items": len(test),
+            "one_off_flops": one_off_flops(cfg, cache_dir),
             "overlap_tokens": len(shared or {}), "vocab_size": len(tokenizer)}
+
+
+def one_off_flops(cfg: dict, cache_dir: str | Path) -> int:
+    """What a mini-method pays once, before any language: MiniPost's alignment; for MiniJoint, what
+    its second head added to pretraining (the joint source model's FLOPs over the plain one's, where
+    the plain one was built; else the whole joint pretraining). Standard pays nothing extra."""
+    a = cfg["adapt"]
+    if a["method"] == "minipost":
+        return run_stage("align", cfg, cache_dir)["flops"]
+    if a["method"] == "minijoint":
+        plain = {**cfg, "adapt": {**a, "method": "standard", "through_joint": False}}
+        joint = run_stage("source", cfg, cache_dir)["flops"]
+        return joint - run_stage("source", plain, cache_dir)["flops"] if stage_done("source", plain, cache_dir) else joint
+    return 0
 
 
 STAGES = {"source": _source, "align": _align, "finetune": _finetune}

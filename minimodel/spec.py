@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
+from minimodel import cipher
 from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted, trial_config
-from minimodel.models import ModelError, resolve
+from minimodel.models import ModelError, has_mlm_head, resolve
 
 SEARCH_ALGS = ("optuna-tpe", "optuna-multi", "grid")
 DIM_TYPES = ("int", "float", "loguniform", "choice")
@@ -31,8 +32,12 @@ STAGES = {"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
 ASHA = {"time_attr": "flops", "grace_period": None, "max_t": None, "reduction_factor": 3.0}
 TOP = {
     "name", "description", "storage", "tracking_uri", "trial", "languages", "methods", "search",
-    "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha",
+    "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha", "seeds", "joint_baseline",
+    "allow_differences",
 }
+# Hyper-parameters chosen on dev for every arm alike (the frontier keeps each arm's best on dev); any
+# other searched key but the depth is a condition that every arm of a comparison must share.
+TUNED = ("adapt.lr", "adapt.warmup")
 
 
 class SpecError(ValueError):
@@ -75,6 +80,10 @@ class Spec:
     resources: dict
     stages: dict
     asha: dict | None
+    seeds: list[int]  # every grid point is run once per seed (adapt.seed)
+    joint_baseline: bool  # add standard through MiniJoint's jointly trained model: MiniJoint's reference
+    conditions: list[str]  # dotted keys whose values make a comparison (init, and searched non-tuned keys)
+    tuned: list[str]  # searched hyper-parameters, chosen on dev per arm
     description: str = ""
 
     @property
@@ -87,11 +96,15 @@ class Spec:
 
     def config(self, method: str, language: str, values: dict[str, Any] | None = None) -> dict:
         """The trial config of one trial: the method's base with language and searched values set.
-        Values of keys the method pins are ignored, so equal trials share one cache entry."""
-        cfg = copy.deepcopy(self.bases[method])
-        cfg["adapt"]["method"], cfg["adapt"]["language"] = method, language
-        for key, value in (values or {}).items():
-            if key not in self.pinned[method]:
+        Values of keys the method pins are ignored, so equal trials share one cache entry. Standard
+        `adapt.through_joint` (MiniJoint's baseline) takes MiniJoint's base: its source model and depth."""
+        values = dict(values or {})
+        joint = method == "standard" and bool(values.pop("adapt.through_joint", False))
+        base = "minijoint" if joint else method
+        cfg = copy.deepcopy(self.bases[base])
+        cfg["adapt"].update(method=method, language=language, through_joint=joint)
+        for key, value in values.items():
+            if key not in self.pinned[base]:
                 set_dotted(cfg, key, value)
         return trial_config(cfg)
 
@@ -106,13 +119,22 @@ class Spec:
                 for method in self.methods
                 for combo in itertools.product(*(dim_values(self.search[k]) for k in keys))]
 
+    def arms(self) -> list[tuple[str, dict[str, Any]]]:
+        """(method, fixed values) of every kind of trial: the methods, and MiniJoint's baseline."""
+        arms = [(method, {}) for method in self.methods]
+        if self.joint_baseline:
+            arms.append(("standard", {"adapt.through_joint": True}))
+        return arms
+
     def grid(self) -> list[dict[str, Any]]:
-        """Every combination of languages, methods and discrete search values (the `grid` algorithm)."""
+        """Every combination of languages, arms, discrete search values and seeds (the `grid` algorithm)."""
         points = []
-        for method, language in itertools.product(self.methods, self.languages):
-            keys = self.searched(method)
+        for (method, fixed), language in itertools.product(self.arms(), self.languages):
+            keys = self.searched("minijoint" if fixed else method)
             for combo in itertools.product(*(dim_values(self.search[k]) for k in keys)):
-                points.append({"adapt.method": method, "adapt.language": language, **dict(zip(keys, combo))})
+                for seed in self.seeds:
+                    points.append({"adapt.method": method, "adapt.language": language, **fixed,
+                                   **dict(zip(keys, combo)), "adapt.seed": seed})
         return points
 
 
@@ -216,11 +238,18 @@ def validate(raw: dict) -> Spec:
     if stages["workers"] < 1:
         raise SpecError(f"stages.workers: must be at least 1 (got {stages['workers']})")
     asha = None if raw.get("asha") in (None, False) else _asha(raw)
+    seeds = _seeds(raw, base, search_alg)
+    joint_baseline = _get(raw, "joint_baseline", bool, "minijoint" in bases)
+    if joint_baseline and not {"standard", "minijoint"} <= set(bases):
+        raise SpecError("joint_baseline: needs both standard and minijoint among the methods")
+    _controlled(raw, search, search_alg, joint_baseline)
 
     spec = Spec(
         name=name, storage=storage, tracking_uri=tracking_uri, bases=bases, pinned=pinned, languages=languages,
         search=search, search_alg=search_alg, num_samples=num_samples, max_concurrent=max_concurrent,
-        resources=resources, stages=stages, asha=asha, description=_get(raw, "description", str, ""),
+        resources=resources, stages=stages, asha=asha, seeds=seeds, joint_baseline=joint_baseline,
+        conditions=["adapt.init", *(k for k in search if k not in (*TUNED, "adapt.depth", "adapt.init"))],
+        tuned=[k for k in search if k in TUNED], description=_get(raw, "description", str, ""),
     )
     _check_every_config(spec)
     return spec
@@ -276,6 +305,37 @@ def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[s
     return bases, pinned
 
 
+def _seeds(raw: dict, base: dict, search_alg: str) -> list[int]:
+    seeds = raw.get("seeds", [base["adapt"]["seed"]])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise SpecError(f"seeds: must be a non-empty list of integers (got {seeds!r})")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"seeds: listed twice: {seeds}")
+    if len(seeds) > 1 and search_alg != "grid":
+        raise SpecError(f"seeds: repeating every point over seeds needs search_alg: grid ({search_alg} samples "
+                        "points and cannot repeat them)")
+    return seeds
+
+
+def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) -> None:
+    """Arms of one comparison may differ only in method and depth: refuse anything else the spec
+    lets differ, unless `allow_differences` names it. MiniJoint may change its pretraining when its
+    own baseline (standard through the same joint model) is run."""
+    allowed = _get(raw, "allow_differences", list, [])
+    for method, overrides in (raw.get("methods") or {}).items() if isinstance(raw.get("methods"), dict) else ():
+        for key in _dotted_keys(overrides or {}):
+            joint_pretraining = method == "minijoint" and joint_baseline and key.startswith(("pretrain.", "model."))
+            if key != "adapt.depth" and key not in allowed and not joint_pretraining:
+                raise SpecError(f"methods.{method}.{key}: methods of one comparison may differ only in method and "
+                                "depth; set it in trial: for every method, or list it under allow_differences")
+    if search_alg != "grid":
+        for key in search:
+            if key not in (*TUNED, "adapt.depth") and key not in allowed:
+                raise SpecError(f"search.{key}: {search_alg} samples it per trial, so methods would be compared under "
+                                "different values; pin it in trial:, use search_alg: grid, or list it under "
+                                "allow_differences")
+
+
 def _dotted_keys(tree: dict, prefix: str = "") -> list[str]:
     return [k for key, value in tree.items()
             for k in (_dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
@@ -298,7 +358,7 @@ def _languages(raw: dict, base: dict) -> list[str]:
             known = data.languages(source)
         except data.DataError as e:
             raise SpecError(f"trial.data.{key}: {e}") from None
-        missing = [x for x in languages if x not in known]
+        missing = [x for x in languages if cipher.base_language(x) not in known]
         if missing:
             has = ", ".join(sorted(known)[:30]) + (", ..." if len(known) > 30 else "")
             raise SpecError(f"languages: {', '.join(missing)} not in {source} (has: {has})")
@@ -376,6 +436,14 @@ def _check_every_config(spec: Spec) -> None:
         if (name == "scratch" or method == "minijoint") and base["pretrain"]["steps"] < 1:
             why = "a scratch model" if name == "scratch" else "MiniJoint (its second head is trained in pretraining)"
             raise SpecError(f"methods.{method}.pretrain.steps: {why} needs pretraining steps > 0")
+        p = base["pretrain"]
+        try:
+            headless = name != "scratch" and not p["head_steps"] and not p["steps"] and has_mlm_head(name) is False
+        except ModelError as e:
+            raise SpecError(f"methods.{method}.model.name: {e}") from None
+        if headless:
+            raise SpecError(f"methods.{method}.pretrain.head_steps: {name} has no MLM head, so relearning would go "
+                            "through a random frozen one; restore it (pretrain.head_steps, pretrain.steps > 0)")
         if name.startswith(("/", "./", "../", "~")) or Path(name).exists():
             if not (Path(name).expanduser() / "config.json").is_file():
                 raise SpecError(f"methods.{method}.model.name: {name} is not a model folder (no config.json)")
@@ -412,12 +480,15 @@ def describe(spec: Spec) -> str:
     dims = [f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
             for k, d in spec.search.items()]
     trials = len(spec.grid()) if spec.search_alg == "grid" else spec.num_samples
+    arms = sorted({a for m, fixed in spec.arms() for a in ([f"{m} (joint)"] if fixed else [m])})
     models = sorted({b["model"]["name"] for b in spec.bases.values()})
     r = spec.resources
     return "\n".join([
         f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
         f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
         f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
+        f"arms: {', '.join(arms)}; seeds {spec.seeds}; compared within {', '.join(spec.conditions)}"
+        + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else ""),
         f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
         + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")
         + f"; shared stages: {spec.stages['workers']} Train workers"

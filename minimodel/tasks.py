@@ -1,26 +1,40 @@
 """Downstream: fine-tune the full model on a source-language task with embeddings frozen, and
-zero-shot evaluation in a target language by swapping in its tokenizer and embeddings."""
+zero-shot evaluation in a target language by swapping in its tokenizer and embeddings.
+
+This module is sequence classification (single sentences or pairs); minimodel.qa is extractive QA
+with the same functions (FOLDER, METRICS, new_model, load, train_set, eval_set, evaluate, floor),
+so that the pipeline's stages serve both kinds of task.
+"""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
+from minimodel import data
 from minimodel.models import trainable
+from minimodel.precision import autocast
+
+FOLDER = "classifier"  # where the fine-tune stage saves the model
+METRICS = ("accuracy", "macro_f1")
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, items: list[dict], labels: list[str], seq_len: int) -> list[dict]:
     """Tokenise single sentences or pairs (optional "text_pair") and map labels to ids.
 
+    Token types are kept where the tokenizer gives them (BERT): the collator pads them but would not
+    rebuild them, and a pair's second segment needs its own segment embedding.
     Labels must be among `labels`: data.read_task(..., labels=) checks that with file and line.
     """
     index = {name: i for i, name in enumerate(labels)}
     pairs = [x.get("text_pair") for x in items]
     enc = tokenizer([x["text"] for x in items], pairs if any(p is not None for p in pairs) else None,
                     truncation=True, max_length=seq_len)
-    return [{"input_ids": ids, "labels": index[x["label"]]} for ids, x in zip(enc["input_ids"], items)]
+    keep = [k for k in ("input_ids", "token_type_ids") if k in enc]
+    return [{**{k: enc[k][i] for k in keep}, "labels": index[x["label"]]} for i, x in enumerate(items)]
 
 
 def collate(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict]:
@@ -49,21 +63,47 @@ def classifier(folder: str | Path, labels: list[str]) -> PreTrainedModel:
     return model
 
 
-def classification_loss(model: PreTrainedModel) -> Callable[[dict], torch.Tensor]:
-    return lambda batch: model(**batch).loss
+def new_model(folder: str | Path, train_items: list[dict]) -> PreTrainedModel:
+    """A classifier over the training rows' labels (sorted: the same ids on every run)."""
+    return classifier(folder, sorted({x["label"] for x in train_items}))
+
+
+def load(folder: str | Path) -> PreTrainedModel:
+    return AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+def labels(model: PreTrainedModel) -> list[str]:
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+
+def train_set(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, items: list[dict], seq_len: int) -> list[dict]:
+    return encode(tokenizer, items, labels(model), seq_len)
+
+
+def eval_set(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, source: str, language: str, split: str,
+             n: int, seq_len: int) -> list[dict]:
+    """A fixed sample of n rows of a split (all when n is 0), encoded; a label the model does not
+    know is a DataError naming its row."""
+    names = labels(model)
+    return data.sample(encode(tokenizer, data.read_task(source, language, split, labels=names), names, seq_len), n)
+
+
+def floor(encoded: list[dict]) -> dict:
+    """The accuracy of always answering the most frequent label."""
+    return {"majority_accuracy": round(max(Counter(x["labels"] for x in encoded).values()) / len(encoded), 4)}
 
 
 @torch.no_grad()
 def evaluate(model: PreTrainedModel, encoded: list[dict], tokenizer: PreTrainedTokenizerBase,
-             batch_size: int = 64) -> dict:
-    """Accuracy and macro-F1 (over the classes present in gold or predictions)."""
+             batch_size: int = 64, precision: str = "auto") -> dict:
+    """Accuracy and macro-F1 (over the classes present in gold or predictions); the forward under `precision`."""
     model.eval()
     pad, dev = collate(tokenizer), next(model.parameters()).device
     preds, gold = [], []
     for start in range(0, len(encoded), batch_size):
         batch = {k: v.to(dev) for k, v in pad(encoded[start : start + batch_size]).items()}
         gold.append(batch.pop("labels"))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with autocast(precision, dev):
             preds.append(model(**batch).logits.argmax(-1))
     model.train()
     return scores(torch.cat(preds).cpu(), torch.cat(gold).cpu())

@@ -14,7 +14,7 @@ def train_tokenizer(source: PreTrainedTokenizerBase, texts: Iterable[str], vocab
     transformers' train_new_from_iterator keeps the whole pipeline and retrains only the model
     (WordPiece, BPE or Unigram). The padding id must match the source's: RoBERTa derives position ids from it.
     """
-    target = canonical(source.train_new_from_iterator(texts, vocab_size))
+    target = canonical(source.train_new_from_iterator(texts, vocab_size, show_progress=False))
     if target.pad_token_id != source.pad_token_id:
         raise ValueError(
             f"the target tokenizer put {target.pad_token} at id {target.pad_token_id}, the source at {source.pad_token_id}"

@@ -29,3 +29,25 @@ def toy_data(tmp_path_factory) -> dict:
     write_language(root)
     return {"corpus": str(root / "corpus" / "{lang}.txt"), "task": str(root / "task" / "{lang}" / "{split}.jsonl"),
             "root": root}
+
+
+@pytest.fixture
+def hub_folder(tmp_path, monkeypatch):
+    """Write a dataset folder the way the hub stores it: README.md configs + parquet per config."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+
+    def write(name: str, configs: dict[str, dict[str, dict]], features) -> str:
+        root = tmp_path / name
+        yaml = ["---", "configs:"]
+        for config, splits in configs.items():
+            yaml += [f"- config_name: {config}", "  data_files:"]
+            for split, columns in splits.items():
+                (root / config).mkdir(parents=True, exist_ok=True)
+                path = root / config / f"{split}-00000-of-00001.parquet"
+                datasets.Dataset.from_dict(columns, features=features).to_parquet(str(path))
+                yaml += [f"  - split: {split}", f"    path: {config}/{split}-*"]
+        (root / "README.md").write_text("\n".join(yaml + ["---", ""]))
+        return str(root)
+
+    return write, datasets

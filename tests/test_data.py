@@ -74,28 +74,6 @@ def test_corpus_stops_at_max_docs():
 
 # --- Hugging Face datasets, offline, on local folders in the hub's layout ----------------------
 
-@pytest.fixture
-def hub_folder(tmp_path, monkeypatch):
-    """Write a dataset folder the way the hub stores it: README.md configs + parquet per config."""
-    datasets = pytest.importorskip("datasets")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
-
-    def write(name: str, configs: dict[str, dict[str, dict]], features) -> str:
-        root = tmp_path / name
-        yaml = ["---", "configs:"]
-        for config, splits in configs.items():
-            yaml += [f"- config_name: {config}", "  data_files:"]
-            for split, columns in splits.items():
-                (root / config).mkdir(parents=True, exist_ok=True)
-                path = root / config / f"{split}-00000-of-00001.parquet"
-                datasets.Dataset.from_dict(columns, features=features).to_parquet(str(path))
-                yaml += [f"  - split: {split}", f"    path: {config}/{split}-*"]
-        (root / "README.md").write_text("\n".join(yaml + ["---", ""]))
-        return str(root)
-
-    return write, datasets
-
-
 def test_hf_xnli_layout(hub_folder):
     write, datasets = hub_folder
     features = datasets.Features({
@@ -195,3 +173,25 @@ def test_missing_file_empty_split_and_unseen_label(tmp_path):
         read_task(str(tmp_path / "de.jsonl"), "de", "test")
     with pytest.raises(DataError, match=r"bundled:nope: no .*manifest\.json"):
         languages("bundled:nope")
+
+
+def test_cipher_control_is_english_in_another_alphabet(toy_data):
+    from minimodel.cipher import encipher
+
+    english, ciphered = (read_task(toy_data["task"], lang, "dev") for lang in ("en", "cipher-en"))
+    assert [x["label"] for x in ciphered] == [x["label"] for x in english]
+    assert [x["text"] for x in ciphered] == [encipher(x["text"]) for x in english]
+    words = {w for x in english for w in x["text"].split()}
+    # one word, one new string: the permutation loses nothing and shares no word with English
+    assert len({encipher(w) for w in words}) == len(words) and not words & {encipher(w) for w in words}
+    assert read_corpus(toy_data["corpus"], "cipher-en", 5) == [encipher(x) for x in read_corpus(toy_data["corpus"], "en", 5)]
+
+
+def test_dev_sample_is_random_fixed_and_in_order():
+    from minimodel.data import sample
+
+    items = list(range(1000))
+    picked = sample(items, 100)
+    assert picked == sample(items, 100) == sorted(picked) and len(set(picked)) == 100
+    assert max(picked) > 900 and min(picked) < 100  # spread over the file, not its first lines
+    assert sample(items, 0) == items and sample(items, 5000) == items

@@ -99,3 +99,36 @@ def test_empty_corpus_is_a_clear_error(toy_data, cache, tmp_path):
     cfg["data"]["source_corpus"] = str(tmp_path / "{lang}.txt")
     with pytest.raises(DataError, match="en.txt"):
         pipeline.run_trial(cfg, cache)
+
+
+def test_minipost_through_the_whole_model_is_standard(toy_data, cache):
+    """MiniPost at depth L-1 of L with the top copied and no alignment step is the full model itself:
+    relearning through it must give standard's curve, test accuracy and FLOPs exactly."""
+    standard = pipeline.run_trial(toy_config(toy_data, "standard"), cache)
+    cfg = toy_config(toy_data, "minipost", depth=3)
+    cfg["align"].update(steps=0, layers=1, init="copy")
+    whole = pipeline.run_trial(cfg, cache)
+    assert whole["flops"] == standard["flops"] and whole["one_off_flops"] == 0
+    assert [p["accuracy"] for p in whole["curve"]] == [p["accuracy"] for p in standard["curve"]]
+    assert whole["test_accuracy"] == standard["test_accuracy"]
+
+
+def test_trial_reports_test_curve_floor_and_one_off_cost(toy_data, cache):
+    result = pipeline.run_trial(toy_config(toy_data, "minipost"), cache)
+    assert all({"accuracy", "test_accuracy", "test_macro_f1"} <= set(p) for p in result["curve"])
+    assert result["test_accuracy"] == result["curve"][-1]["test_accuracy"]
+    assert 0.25 <= result["majority_accuracy"] < 0.6  # 4 topics, none a majority
+    assert result["one_off_flops"] == pipeline.run_stage("align", toy_config(toy_data, "minipost"), cache)["flops"] > 0
+    align = pipeline.run_stage("align", toy_config(toy_data, "minipost"), cache)
+    assert align["agreement"] > align["before"]["agreement"]  # alignment brings the mini-model closer to the full one
+    assert 0 <= align["agreement"] <= 1 and align["full"]["mlm_accuracy"] > 0
+
+
+def test_adaptation_seed_varies_the_run_not_the_shared_stages(toy_data, cache):
+    seeds = [toy_config(toy_data, "standard", steps=20, eval_every=10, seed=s) for s in (0, 1)]
+    keys = [pipeline.stage_keys(c) for c in seeds]
+    assert keys[0]["source"] == keys[1]["source"] and keys[0]["finetune"] == keys[1]["finetune"]
+    runs = [pipeline.run_trial(c, cache) for c in seeds]
+    # other random rows for the tokens English lacks, other batches and masks: another run
+    assert runs[0]["curve"][-1]["loss"] != runs[1]["curve"][-1]["loss"]
+    assert runs[0]["overlap_tokens"] == runs[1]["overlap_tokens"]

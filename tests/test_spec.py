@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from minimodel import pipeline
 from minimodel.spec import SpecError, apply_override, load_spec, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +24,12 @@ def raw(toy_data) -> dict:
             "model": {"name": "scratch", "hidden": 32, "layers": 4, "heads": 2, "ffn": 64, "vocab_size": 300},
             "pretrain": {"steps": 10},
             "data": {"source_corpus": toy_data["corpus"], "target_corpus": toy_data["corpus"], "task": toy_data["task"]},
+            "adapt": {"init": "overlap"},
         },
         "languages": ["xx"],
         "methods": ["standard", "minijoint", "minipost"],
         "search": {"adapt.depth": {"type": "int", "low": 1, "high": 3},
-                   "adapt.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
-                   "adapt.init": {"type": "choice", "values": ["random", "overlap"]}},
+                   "adapt.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}},
     }
 
 
@@ -41,7 +42,8 @@ def test_shipped_specs_validate(name):
 
 def test_paper_spec_covers_xnli_and_pawsx():
     xnli = load_spec(ROOT / "sweeps" / "paper.yaml")
-    assert len(xnli.languages) == 14 and xnli.bases["standard"]["model"]["name"] == "xlm-roberta-base"
+    # one source model for every method, which has not seen the target languages
+    assert len(xnli.languages) == 14 and {b["model"]["name"] for b in xnli.bases.values()} == {"roberta-base"}
     pawsx = load_spec(ROOT / "sweeps" / "paper.yaml",
                       ["name=paper-pawsx", "trial.data.task=hf:paws-x", "languages=[de, es, fr, ja, ko, zh]"])
     assert pawsx.languages == ["de", "es", "fr", "ja", "ko", "zh"]
@@ -63,20 +65,20 @@ def test_grid_and_stage_configs(raw):
                      "adapt.init": {"type": "choice", "values": ["random", "overlap"]}}
     raw["search_alg"] = "grid"
     spec = validate(raw)
-    # minijoint and minipost: 3 depths x 2 inits; standard: no depth, 2 inits
-    assert len(spec.grid()) == 2 * 3 * 2 + 2
-    assert all("adapt.depth" not in p for p in spec.grid() if p["adapt.method"] == "standard")
+    # minijoint, minipost and MiniJoint's own baseline: 3 depths x 2 inits; standard: no depth, 2 inits
+    assert len(spec.grid()) == 3 * 3 * 2 + 2
+    assert spec.conditions == ["adapt.init"]
+    assert all("adapt.depth" not in p for p in spec.grid() if p["adapt.method"] == "standard" and "adapt.through_joint" not in p)
     depths = sorted(c["adapt"]["depth"] for c in spec.stage_configs() if c["adapt"]["method"] == "minipost")
     assert depths == [1, 2, 3]
 
 
 def test_methods_mapping_overrides_per_method(raw):
     raw["trial"]["model"] = {"name": "bundled:minilm-l6"}
-    raw["trial"]["pretrain"] = {"steps": 0}
+    raw["trial"]["pretrain"] = {"head_steps": 10, "steps": 0}
     raw["methods"] = {"standard": {}, "minipost": None,
                       "minijoint": {"model": {"name": "scratch", "layers": 5}, "pretrain": {"steps": 50},
                                     "adapt": {"depth": 2}}}
-    raw["search"]["adapt.init"] = {"type": "choice", "values": ["random"]}
     raw["search"]["adapt.depth"]["high"] = 4
     spec = validate(raw)
     assert spec.bases["standard"]["model"]["name"] == "bundled:minilm-l6"
@@ -84,9 +86,52 @@ def test_methods_mapping_overrides_per_method(raw):
     # a key a method sets is pinned for it: the search leaves MiniJoint's depth (and standard's) alone
     assert spec.config("minijoint", "xx", {"adapt.depth": 4})["adapt"]["depth"] == 2
     assert spec.config("minipost", "xx", {"adapt.depth": 4})["adapt"]["depth"] == 4
-    assert spec.searched("minijoint") == spec.searched("standard") == ["adapt.lr", "adapt.init"]
+    assert spec.searched("minijoint") == spec.searched("standard") == ["adapt.lr"]
+    # MiniJoint's baseline is standard through MiniJoint's own source model, at its depth
+    joint = spec.config("standard", "xx", {"adapt.through_joint": True, "adapt.depth": 4})
+    assert joint["model"]["layers"] == 5 and joint["adapt"]["depth"] == 2 and joint["adapt"]["method"] == "standard"
+    minijoint = spec.config("minijoint", "xx")
+    assert {k: pipeline.stage_keys(joint)[k] for k in ("source", "finetune")} == \
+        {k: pipeline.stage_keys(minijoint)[k] for k in ("source", "finetune")}
     raw["search_alg"], raw["search"]["adapt.lr"] = "grid", {"type": "choice", "values": [0.01]}
-    assert len(validate(raw).grid()) == 1 + 4 + 1
+    assert len(validate(raw).grid()) == 1 + 4 + 1 + 1
+
+
+def test_seeds_repeat_every_grid_point(raw):
+    raw.update(search_alg="grid", seeds=[0, 1, 2], search={"adapt.depth": {"type": "choice", "values": [1, 2]}})
+    spec = validate(raw)
+    # standard, standard through the joint model (2 depths), minijoint and minipost (2 depths each): x 3 seeds
+    assert len(spec.grid()) == (1 + 2 + 2 + 2) * 3
+    assert sorted({p["adapt.seed"] for p in spec.grid()}) == [0, 1, 2]
+    assert spec.config("minipost", "xx", {"adapt.seed": 2})["adapt"]["seed"] == 2
+
+
+def test_controlled_comparison_refuses_what_methods_would_not_share(raw):
+    check(raw, "methods.minipost.adapt.lr: methods of one comparison may differ only in method and depth",
+          "methods={standard: {}, minipost: {adapt: {lr: 0.1}}}")
+    allowed = copy.deepcopy(raw)
+    apply_override(allowed, "methods={standard: {}, minipost: {adapt: {lr: 0.1}}}")
+    apply_override(allowed, "allow_differences=[adapt.lr]")
+    assert validate(allowed).bases["minipost"]["adapt"]["lr"] == 0.1
+    check(raw, "search.adapt.init: optuna-tpe samples it per trial", "search.adapt.init={type: choice, values: [random, overlap]}")
+    check(raw, "seeds: repeating every point over seeds needs search_alg: grid", "seeds=[0, 1]")
+    # on a grid every arm runs under every init: a condition each comparison holds fixed
+    grid = copy.deepcopy(raw)
+    for item in ("search_alg=grid", "search.adapt.lr={type: choice, values: [0.01]}",
+                 "search.adapt.init={type: choice, values: [random, overlap]}"):
+        apply_override(grid, item)
+    spec = validate(grid)
+    assert spec.conditions == ["adapt.init"] and spec.tuned == ["adapt.lr"]
+
+
+def test_a_model_without_mlm_head_must_be_restored(raw):
+    check(raw, "pretrain.head_steps: bundled:minilm-l6 has no MLM head", "trial.model.name=bundled:minilm-l6",
+          "trial.pretrain.steps=0", "methods=[standard, minipost]")
+
+
+def test_cipher_control_is_a_language_of_every_source(raw):
+    raw["languages"] = ["xx", "cipher-en"]
+    assert validate(raw).languages == ["xx", "cipher-en"]
 
 
 def test_set_overrides(raw, tmp_path):
@@ -123,7 +168,8 @@ def check(raw: dict, message: str, *overrides: str) -> None:
     (["search.adapt.depth.high=4"], "search.adapt.depth: 'adapt.depth' must be between 1 and the model's layers - 1, got 4"),
     (["trial.model.name=bundled:minilm-l6", "search.adapt.depth.high=6"],
      "search.adapt.depth: depth 6 is beyond bundled:minilm-l6's 6 layers (max 5)"),
-    (["search.adapt.init.values=[random, clever]"], "search.adapt.init: 'adapt.init' must be random or overlap"),
+    (["search_alg=grid", "search.adapt.lr={type: choice, values: [0.01]}", "search.adapt.init={type: choice, values: [random, clever]}"],
+     "search.adapt.init: 'adapt.init' must be random or overlap"),
     (["search.adapt.wings={type: int, low: 1, high: 2}"], "search.adapt.wings: unknown key 'adapt.wings'"),
     (["search.align.lr={type: float, low: 0.001, high: 0.01}"], "search.align.lr: a shared-stage key must be searched as int or choice"),
     (["search.adapt.language={type: choice, values: [xx]}"], "set methods: and languages: instead"),

@@ -105,14 +105,20 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys):
         [("minipost", "xx"), ("minipost", "yy"), ("standard", "xx"), ("standard", "yy")]
     assert all(r.info.status == "FINISHED" and r.data.params["adapt.steps"] == "40" for r in trials)
     client = MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db")
-    curve = client.get_metric_history(trials[0].info.run_id, "accuracy")
-    assert [m.step for m in curve] == [0, 20, 40]
-    assert {"test_accuracy", "english_accuracy", "flops"} <= set(trials[0].data.metrics)
+    # curves are logged against compute: MLflow's step is the cumulative GFLOPs, the training step a metric
+    steps = client.get_metric_history(trials[0].info.run_id, "train_step")
+    assert [m.value for m in steps] == [0, 20, 40]
+    flops = {m.step: m.value for m in client.get_metric_history(trials[0].info.run_id, "flops")}
+    assert sorted(flops) == [m.step for m in steps] and flops[0] == 0
+    assert all(step >= round(f / 1e9) for step, f in flops.items())
+    assert {"test_accuracy", "english_accuracy", "majority_accuracy", "flops"} <= set(trials[0].data.metrics)
+    assert {t["arm"] for t in (r.data.tags for r in trials)} == {"standard", "minipost k=1"}
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     # two trials at a time: some pair of trial runs overlaps in time
     spans = sorted((r.info.start_time, r.info.end_time) for r in trials)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
     assert sorted(a.path for a in client.list_artifacts(parent.info.run_id)) == \
-        ["frontier.csv", "frontier.png", "frontier_points.csv"]
+        ["frontier.csv", "frontier.md", "frontier.png", "frontier_curves.csv", "frontier_points.csv"]
 
     # The same sweep again: every stage and every trial comes from the cache; no Train job starts.
     assert sweep(spec_path, "--set", "trial.adapt.steps=40") == 0
@@ -135,7 +141,7 @@ def test_large_trial_runs_as_torchtrainer_inside_the_trial(ray_session, spec_pat
     (trial,) = runs(spec_path, "trial", parent.info.run_id)
     assert trial.info.status == "FINISHED" and trial.data.tags["cached"] == "false"
     client = MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db")
-    assert [m.step for m in client.get_metric_history(trial.info.run_id, "accuracy")] == [0, 20]
+    assert [m.value for m in client.get_metric_history(trial.info.run_id, "train_step")] == [0, 20]
     assert "test_accuracy" in trial.data.metrics
 
 

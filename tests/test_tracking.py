@@ -70,9 +70,9 @@ def test_sweep_trial_and_stage_runs(server, tmp_path):
                                                           "language": "de", "depth": "2"},
                                  {"method": "minipost", "lr": 1e-3, **tracking.flatten(cfg)})
     for step, (acc, flops) in enumerate([(0.3, 0.0), (0.5, 1e12), (0.6, 2e12)]):
-        tracking.log_metrics(sweep, trial, {"accuracy": acc, "macro_f1": acc - 0.1, "flops": flops, "tokens": step * 100,
-                                            "wall_s": step * 1.5}, step * 10)
-    tracking.log_metrics(sweep, trial, {"test_accuracy": 0.58, "bad": float("nan"), "text": "skipped"})
+        tracking.log_point(sweep, trial, {"step": step * 10, "accuracy": acc, "macro_f1": acc - 0.1, "flops": flops,
+                                          "tokens": step * 100, "wall_s": step * 1.5, "test_accuracy": acc - 0.05})
+    tracking.log_metrics(sweep, trial, {"english_accuracy": 0.81, "bad": float("nan"), "text": "skipped"})
     tracking.end_run(sweep, trial)
 
     stage = tracking.start_child(sweep, "align-abc", {"kind": "stage", "stage": "align"}, {"align.steps": 300})
@@ -88,9 +88,10 @@ def test_sweep_trial_and_stage_runs(server, tmp_path):
     assert params["adapt.depth"] == "2" and params["lr"] == "0.001"
     assert got["info"]["status"] == "FINISHED"
     metrics = {m["key"]: m["value"] for m in got["data"]["metrics"]}
-    assert metrics["test_accuracy"] == 0.58 and "bad" not in metrics
+    assert metrics["english_accuracy"] == 0.81 and "bad" not in metrics
+    # the MLflow step of a curve point is its compute in GFLOPs: the UI's charts plot accuracy against FLOPs
     history = rest(uri, f"metrics/get-history?run_id={trial}&metric_key=accuracy")["metrics"]
-    assert [(m["step"], m["value"]) for m in history] == [(0, 0.3), (10, 0.5), (20, 0.6)]
+    assert [(m["step"], m["value"]) for m in history] == [(0, 0.3), (1000, 0.5), (2000, 0.6)]
     stage_metrics = {m["key"]: m["value"] for m in rest(uri, f"runs/get?run_id={stage}")["run"]["data"]["metrics"]}
     assert stage_metrics["flops"] == 5e12 and stage_metrics["before.mlm_loss"] == 9.1
     assert stage_metrics["curve.mlm_loss"] == 5.0
@@ -100,6 +101,7 @@ def test_sweep_trial_and_stage_runs(server, tmp_path):
     assert len(points) == 3
     assert list(points["step"]) == [0, 10, 20]
     assert list(points["flops"]) == [0.0, 1e12, 2e12]
+    assert list(points["test_accuracy"]) == pytest.approx([0.25, 0.45, 0.55])
     assert set(points["method"]) == {"minipost"} and set(points["language"]) == {"de"}
 
     # Runs left RUNNING are closed at the end of the sweep: KILLED (stopped by ASHA), FAILED (errored trials).
@@ -120,10 +122,16 @@ def test_sweep_trial_and_stage_runs(server, tmp_path):
 def test_restarted_trial_replaces_its_run_and_resume_finds_the_parent(server, tmp_path):
     uri = server["uri"]
     sweep = tracking.start_sweep(uri, "resume-sweep", str(tmp_path), {})
-    first = tracking.start_child(sweep, "t", {"kind": "trial", "key": "trial-1", "method": "standard", "language": "fr"}, {})
-    tracking.log_metrics(sweep, first, {"accuracy": 0.1, "flops": 0.0})
-    second = tracking.start_child(sweep, "t", {"kind": "trial", "key": "trial-1", "method": "standard", "language": "fr"}, {})
-    tracking.log_metrics(sweep, second, {"accuracy": 0.2, "flops": 0.0})
+    tags = {"kind": "trial", "key": "trial-1", "method": "standard", "language": "fr", "arm": "standard", "seed": "0"}
+    first = tracking.start_child(sweep, "t", tags, {})
+    tracking.log_point(sweep, first, {"step": 0, "accuracy": 0.1, "flops": 0.0})
+    second = tracking.start_child(sweep, "t", tags, {})
+    tracking.log_point(sweep, second, {"step": 0, "accuracy": 0.2, "flops": 0.0})
+    # the same trial attempted under another Tune id (a sweep interrupted, then rerun) counts once too
+    killed = tracking.start_child(sweep, "t", {**tags, "key": "trial-1-attempt-2"}, {})
+    tracking.log_point(sweep, killed, {"step": 0, "accuracy": 0.3, "flops": 0.0})
+    tracking.end_run(sweep, killed, "KILLED")
+    tracking.end_run(sweep, second)
     points = tracking.read_points(sweep)
     assert list(points["run_id"]) == [second] and list(points["accuracy"]) == [0.2]
 

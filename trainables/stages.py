@@ -18,7 +18,7 @@ from trainables import tracking
 
 
 # What each stage reads from a trial config, logged as its MLflow params.
-SECTIONS = {"source": ("seed", "model", "pretrain"), "align": ("align",), "finetune": ("finetune",)}
+SECTIONS = {"source": ("seed", "precision", "model", "pretrain"), "align": ("align",), "finetune": ("finetune",)}
 
 
 def describe(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
@@ -31,6 +31,26 @@ def describe(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
     data_key = "task" if name == "finetune" else "source_corpus"
     params[f"data.{data_key}"] = cfg["data"][data_key]
     return tags, params
+
+
+def summary_line(record: dict) -> str:
+    """One line per stage with the numbers that say whether it is good enough to build on: held-out
+    English masked accuracy (source), the mini-model's agreement with the full model (align), the
+    English task accuracy (finetune)."""
+    stats, name = record["stats"], record["name"]
+    if name == "source":
+        what = f"held-out English masked accuracy {stats['before']['mlm_accuracy']:.3f} -> {stats['mlm_accuracy']:.3f}"
+        if "mini_after" in stats:
+            what += f", second head {stats['mini_after']['mlm_accuracy']:.3f}"
+    elif name == "align":
+        what = (f"k={stats['depth']}: mini-model masked accuracy {stats['mlm_accuracy']:.3f} (full model {stats['full']['mlm_accuracy']:.3f}), "
+                f"agrees with the full model on {stats['agreement']:.1%} of predictions "
+                f"(before alignment {stats['before']['agreement']:.1%})")
+    elif "exact_match" in stats:  # extractive QA, whose accuracy is token F1
+        what = f"English test F1 {stats['accuracy']:.3f}, exact match {stats['exact_match']:.3f}"
+    else:
+        what = f"English test accuracy {stats['accuracy']:.3f}, macro-F1 {stats['macro_f1']:.3f}"
+    return f"  {name:<8} {record['key']}  {what}  ({stats['flops']:.3g} FLOPs, {stats['wall_s']:.0f} s)"
 
 
 def plan(configs: list[dict]) -> list[tuple[str, str, dict]]:

@@ -45,6 +45,8 @@ def run(spec: Spec, resume: bool = False) -> int:
         computed = [r for r in records if not r["cached"]]
         print(f"shared stages: {len(records)} ({len(computed)} computed, {len(records) - len(computed)} cached) "
               f"in {time.time() - t0:.0f} s")
+        for record in records:
+            print(stages.summary_line(record))
         t1 = time.time()
         if previous and tune.Tuner.can_restore(previous):
             experiment = tuner.restore(previous, spec, cache_dir, storage_path, sweep)

@@ -19,8 +19,14 @@ from mlflow.tracking import MlflowClient
 
 from minimodel.spec import SpecError
 
-POINT_METRICS = ("accuracy", "macro_f1", "flops", "tokens", "wall_s")
-FINAL_METRICS = ("test_accuracy", "test_macro_f1", "english_accuracy", "english_macro_f1")
+POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
+FINAL_METRICS = ("english_accuracy", "english_macro_f1", "english_exact_match", "majority_accuracy", "one_off_flops", "dev_items",
+                 "test_items", "overlap_tokens")
+RUN_CONSTANTS = ("english_accuracy", "majority_accuracy", "one_off_flops", "dev_items")
+TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "seed", "config")
+# MLflow charts plot metrics against their step: a trial's curve is logged with step = cumulative
+# adaptation GFLOPs, so the UI's x-axis is compute (the training step is the metric train_step).
+STEP_UNIT = 1e9
 
 
 class TrackingError(SpecError):
@@ -62,7 +68,9 @@ def experiment(uri: str, name: str, artifact_root: str) -> str:
         # A local store puts artifacts under ./mlruns of whatever folder a process runs in unless told;
         # a server chooses (and proxies) its own artifact store.
         location = None if uri.startswith(("http://", "https://")) else f"{artifact_root}/mlartifacts/{name}"
-        return client.create_experiment(name, artifact_location=location)
+        # The experiment kind tells MLflow 3's UI this is model training, not a GenAI app.
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
     if found.lifecycle_stage == "deleted":
         client.restore_experiment(found.experiment_id)
     return found.experiment_id
@@ -129,6 +137,21 @@ def log_metrics(sweep: SweepRun, run_id: str, metrics: dict[str, object], step: 
         sweep.client().log_batch(run_id, metrics=batch)
 
 
+def compute_step(flops: float) -> int:
+    """The MLflow step of a point: its cumulative adaptation compute in GFLOPs."""
+    return int(round(flops / STEP_UNIT))
+
+
+def log_point(sweep: SweepRun, run_id: str, point: dict) -> None:
+    """One evaluation point of a trial's curve, at step = its GFLOPs (the training step as train_step).
+    Points closer than one GFLOP (toy models) get consecutive steps, so none overwrites another."""
+    step = compute_step(point["flops"])
+    if point["step"]:
+        earlier = sweep.client().get_metric_history(run_id, "train_step")
+        step = max([step, *(m.step + 1 for m in earlier if m.value < point["step"])])
+    log_metrics(sweep, run_id, {**{k: v for k, v in point.items() if k != "step"}, "train_step": point["step"]}, step)
+
+
 def log_stats(sweep: SweepRun, run_id: str, stats: dict) -> None:
     """A stage's totals and metrics (nested parts as dotted names), then each curve point by step
     under `curve.` (a curve's flops at step 0 is not the stage's total flops)."""
@@ -162,22 +185,37 @@ def read_points(sweep: SweepRun) -> pd.DataFrame:
         if not token:
             break
     rows = []
-    for run in runs:
+    for run in _once_each(runs):
         curves = {m: {p.step: p.value for p in client.get_metric_history(run.info.run_id, m)} for m in POINT_METRICS}
+        constants = {m: run.data.metrics.get(m, float("nan")) for m in RUN_CONSTANTS}
+        tags = {t: run.data.tags.get(t, "") for t in TRIAL_TAGS}
         for step in sorted(curves["accuracy"]):
-            rows.append({"run_id": run.info.run_id, "language": run.data.tags.get("language"),
-                         "method": run.data.tags.get("method"), "depth": run.data.tags.get("depth"),
-                         "status": run.info.status, "step": step,
-                         **{m: curves[m].get(step, float("nan")) for m in POINT_METRICS}})
-    columns = ["run_id", "language", "method", "depth", "status", "step", *POINT_METRICS]
-    return pd.DataFrame(rows, columns=columns)
+            point = {m: curves[m].get(step, float("nan")) for m in POINT_METRICS}
+            rows.append({"run_id": run.info.run_id, **tags, "status": run.info.status,
+                         **point, "step": int(point.pop("train_step")), **constants})
+    columns = ["run_id", *TRIAL_TAGS, "status", "step", *POINT_METRICS[:-1], *RUN_CONSTANTS]
+    table = pd.DataFrame(rows, columns=columns)
+    table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(0).astype(int)
+    return table
+
+
+def _once_each(runs: list) -> list:
+    """One run per trial: a trial attempted twice (an interrupted sweep, resumed) counts once, its
+    finished attempt first, else its latest."""
+    best: dict[tuple, object] = {}
+    for run in sorted(runs, key=lambda r: (r.info.status == "FINISHED", r.info.start_time)):
+        key = tuple(run.data.tags.get(t, "") for t in TRIAL_TAGS)
+        best[key] = run
+    return list(best.values())
 
 
 def ui_hint(sweep: SweepRun) -> str:
     """Where to look at the sweep in the MLflow UI."""
+    # /runs opens the training-runs table (MLflow 3 otherwise lands on its GenAI overview, STACK-NOTES)
     if sweep.tracking_uri.startswith(("http://", "https://")):
-        return f"{sweep.tracking_uri.rstrip('/')}/#/experiments/{sweep.experiment_id}/runs/{sweep.run_id}"
-    return f"mlflow ui --backend-store-uri {sweep.tracking_uri}  (then experiment {sweep.experiment_id})"
+        return f"{sweep.tracking_uri.rstrip('/')}/#/experiments/{sweep.experiment_id}/runs"
+    return (f"`minimodel ui SPEC`, then http://127.0.0.1:5000/#/experiments/{sweep.experiment_id}/runs "
+            "(charts: x-axis Step = adaptation GFLOPs)")
 
 
 def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset()) -> int:

@@ -16,7 +16,7 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from minimodel import pipeline
+from minimodel import arms, pipeline
 from minimodel.spec import Spec
 from trainables import tracking
 
@@ -32,7 +32,7 @@ def reporter(sweep: tracking.SweepRun | None, run_id: str | None, emit: Callable
     but the last one, which `finish` sends with the test metrics (ASHA stops a trial at max_t)."""
     def report(point: dict) -> None:
         if sweep:
-            tracking.log_metrics(sweep, run_id, {k: v for k, v in numbers(point).items() if k != "step"}, point["step"])
+            tracking.log_point(sweep, run_id, numbers(point))
             logged.add(point["step"])
         if point["step"] != last_step:
             emit(numbers(point))
@@ -46,9 +46,9 @@ def finish(sweep: tracking.SweepRun | None, run_id: str | None, final: dict, emi
     if sweep:
         for point in final["curve"]:
             if point["step"] not in logged:
-                tracking.log_metrics(sweep, run_id, {k: v for k, v in numbers(point).items() if k != "step"},
-                                     point["step"])
-        tracking.log_metrics(sweep, run_id, {k: final[k] for k in tracking.FINAL_METRICS if k in final})
+                tracking.log_point(sweep, run_id, numbers(point))
+        tracking.log_metrics(sweep, run_id, {k: final[k] for k in tracking.FINAL_METRICS if k in final},
+                             tracking.compute_step(final["flops"]))
         tracking.end_run(sweep, run_id)
     emit({**numbers(final), "step": final["curve"][-1]["step"], "final": 1})
 
@@ -76,11 +76,13 @@ def adapt(config: dict, spec: Spec, cache_dir: str, storage_path: str, sweep: tr
     if sweep:
         tags = {"kind": "trial", "key": trial_id, "method": method, "language": language,
                 "depth": str(a["depth"]) if method != "standard" else "full", "init": a["init"],
+                "arm": arms.arm(cfg), "baseline": arms.baseline(cfg), "seed": str(a["seed"]),
+                "condition": arms.describe(cfg, spec.conditions), "config": arms.describe(cfg, spec.tuned),
                 "model": cfg["model"]["name"], "adapt_key": pipeline.stage_keys(cfg)["adapt"],
                 "cached": str(pipeline.stage_done("adapt", cfg, cache_dir)).lower()}
         params = {"method": method, "language": language, "depth": a["depth"], "lr": a["lr"], "steps": a["steps"],
                   **tracking.flatten(cfg)}
-        run_id = tracking.start_child(sweep, f"{method}-{language}-{tags['depth']}-{trial_id}", tags, params)
+        run_id = tracking.start_child(sweep, f"{tags['arm']} {language} seed {a['seed']} {trial_id}", tags, params)
 
     if res["workers"]:
         per_worker = {"CPU": res["cpus_per_worker"], **({"GPU": res["gpus_per_worker"]} if res["gpus_per_worker"] else {})}

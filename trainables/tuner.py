@@ -25,7 +25,9 @@ def define_space(ot_trial: optuna.Trial, spec: Spec) -> None:
     """Optuna define-by-run space: a method's pinned keys (standard's depth) are not sampled for it."""
     method = ot_trial.suggest_categorical("adapt.method", spec.methods)
     ot_trial.suggest_categorical("adapt.language", spec.languages)
-    for key in spec.searched(method):
+    # MiniJoint's baseline: standard through the jointly trained model, sampled like another method
+    joint = method == "standard" and spec.joint_baseline and ot_trial.suggest_categorical("adapt.through_joint", [False, True])
+    for key in spec.searched("minijoint" if joint else method):
         dim = spec.search[key]
         if dim["type"] == "choice":
             ot_trial.suggest_categorical(key, dim["values"])
