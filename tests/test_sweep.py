@@ -94,7 +94,9 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys):
     assert sorted(r.data.tags["stage"] for r in stages) == ["align", "finetune", "source"]
     assert all(r.data.tags["cached"] == "false" for r in stages)
     assert {(r.data.tags["train_workers"], r.data.tags["backend"]) for r in stages} == {("2", "gloo")}
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+    # this session's cluster by address: another Ray instance on the machine must not confuse the lookup
+    workers = list_actors(address=ray.get_runtime_context().gcs_address,
+                          filters=[("class_name", "=", "RayTrainWorker")], detail=True)
     # Train workers hold their resources through a placement group (keys like CPU_group_<id>)
     cpus = [{v for k, v in w.required_resources.items() if k.startswith("CPU")} for w in workers]
     assert cpus == [{0.5}, {0.5}], [w.required_resources for w in workers]
