@@ -51,6 +51,18 @@ def test_cipher_language_recovers_most_of_english_accuracy(toy_data, cache, meth
     assert all(a["flops"] < b["flops"] for a, b in zip(points, points[1:]))
 
 
+def test_cipher_recovery_holds_in_fp32_and_bf16(toy_data, cache):
+    """precision auto is bf16 on CPUs with native bf16 (this one) and fp32 elsewhere: the proof holds in both."""
+    results = {}
+    for precision in ("fp32", "bf16"):
+        cfg = toy_config(toy_data, "standard")
+        cfg["precision"] = precision
+        results[precision] = pipeline.run_trial(cfg, cache)
+        assert results[precision]["english_accuracy"] > 0.8
+        assert results[precision]["test_accuracy"] > 0.75 * results[precision]["english_accuracy"]
+    assert results["fp32"]["flops"] == results["bf16"]["flops"]  # precision changes the arithmetic, not the work
+
+
 def test_mini_adaptation_costs_less_than_standard(toy_data, cache):
     flops = {m: pipeline.run_trial(toy_config(toy_data, m), cache)["flops"] for m in ("standard", "minijoint")}
     assert flops["minijoint"] < 0.75 * flops["standard"]
