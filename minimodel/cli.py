@@ -136,14 +136,20 @@ def cmd_frontier(args: argparse.Namespace) -> None:
 
 def cmd_ui(args: argparse.Namespace) -> None:
     """The MLflow UI for a spec's tracking store: a light `mlflow server` (1 worker, no job runner)."""
-    uri = load_spec(args.spec, args.set).tracking_uri
+    spec = load_spec(args.spec, args.set)
+    uri, address = spec.tracking_uri, f"http://{args.host}:{args.port}"
     if uri.startswith(("http://", "https://")):
         print(f"the tracking server is already a UI: {uri}")
         return
+    from mlflow.tracking import MlflowClient
+
+    # The experiment's training-runs view: MLflow 3 otherwise opens on its GenAI overview.
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(spec.name)
+    where = f"{address}/#/experiments/{found.experiment_id}/runs" if found else address
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
                "--workers", "1"]
-    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI: {where} (Ctrl-C to stop)", flush=True)
     os.execvp(command[0], command)
 
 
