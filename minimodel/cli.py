@@ -106,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Check a spec completely (keys, types, ranges, files, languages, depths) and say what it runs."""
-    from minimodel.spec import describe
+    from minimodel.plan import describe
 
     print(describe(load_spec(args.spec, args.set)))
     print(f"{args.spec}: valid")

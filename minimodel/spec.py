@@ -1,4 +1,5 @@
-"""The sweep spec: a YAML file that says what a sweep runs, checked completely before anything starts.
+"""The sweep spec: a YAML file that says what a sweep runs, checked completely before anything starts
+(minimodel.plan holds the validated Spec and the trials it runs).
 
 A spec names a partial trial config (merged onto config.DEFAULTS), per-method overrides, the target
 languages, a search space of dotted trial-config keys, the search algorithm and the resources.
@@ -8,19 +9,18 @@ from __future__ import annotations
 
 import copy
 import glob
-import itertools
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from minimodel import cipher
-from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted, trial_config
+from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted
 from minimodel.models import ModelError, has_mlm_head, resolve
+from minimodel.plan import Spec
 
 SEARCH_ALGS = ("optuna-tpe", "optuna-multi", "grid")
 DIM_TYPES = ("int", "float", "loguniform", "choice")
@@ -61,90 +61,6 @@ def parse_value(text: str) -> Any:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return text
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A validated spec: every default filled in, every trial config it can produce known to be valid."""
-
-    name: str
-    storage: str
-    tracking_uri: str
-    bases: dict[str, dict]  # method -> full trial config (trial: block + that method's overrides)
-    pinned: dict[str, set[str]]  # method -> dotted keys its overrides set: the search leaves them alone
-    languages: list[str]
-    search: dict[str, dict]  # dotted trial key -> {type, low, high} or {type: choice, values}
-    search_alg: str
-    num_samples: int
-    max_concurrent: int
-    resources: dict
-    stages: dict
-    asha: dict | None
-    seeds: list[int]  # every grid point is run once per seed (adapt.seed)
-    joint_baseline: bool  # add standard through MiniJoint's jointly trained model: MiniJoint's reference
-    conditions: list[str]  # dotted keys whose values make a comparison (init, and searched non-tuned keys)
-    tuned: list[str]  # searched hyper-parameters, chosen on dev per arm
-    description: str = ""
-
-    @property
-    def methods(self) -> list[str]:
-        return list(self.bases)
-
-    def searched(self, method: str) -> list[str]:
-        """The search keys that vary for a method: not those its overrides pin (standard pins depth)."""
-        return [k for k in self.search if k not in self.pinned[method]]
-
-    def config(self, method: str, language: str, values: dict[str, Any] | None = None) -> dict:
-        """The trial config of one trial: the method's base with language and searched values set.
-        Values of keys the method pins are ignored, so equal trials share one cache entry. Standard
-        `adapt.through_joint` (MiniJoint's baseline) takes MiniJoint's base: its source model and depth."""
-        values = dict(values or {})
-        joint = method == "standard" and bool(values.pop("adapt.through_joint", False))
-        base = "minijoint" if joint else method
-        cfg = copy.deepcopy(self.bases[base])
-        cfg["adapt"].update(method=method, language=language, through_joint=joint)
-        for key, value in values.items():
-            if key not in self.pinned[base]:
-                set_dotted(cfg, key, value)
-        return trial_config(cfg)
-
-    def stage_configs(self) -> list[dict]:
-        """Trial configs that between them need every shared stage this sweep can use.
-
-        Shared stages read no `adapt.*` key but the depth, and the spec only allows discrete search
-        dimensions outside `adapt.*`, so the stage set is finite and known before any trial starts.
-        """
-        keys = [k for k in self.search if k == "adapt.depth" or not k.startswith("adapt.")]
-        return [self.config(method, self.languages[0], dict(zip(keys, combo)))
-                for method in self.methods
-                for combo in itertools.product(*(dim_values(self.search[k]) for k in keys))]
-
-    def arms(self) -> list[tuple[str, dict[str, Any]]]:
-        """(method, fixed values) of every kind of trial: the methods, and MiniJoint's baseline."""
-        arms = [(method, {}) for method in self.methods]
-        if self.joint_baseline:
-            arms.append(("standard", {"adapt.through_joint": True}))
-        return arms
-
-    def grid(self) -> list[dict[str, Any]]:
-        """Every combination of languages, arms, discrete search values and seeds (the `grid` algorithm)."""
-        points = []
-        for (method, fixed), language in itertools.product(self.arms(), self.languages):
-            keys = self.searched("minijoint" if fixed else method)
-            for combo in itertools.product(*(dim_values(self.search[k]) for k in keys)):
-                for seed in self.seeds:
-                    points.append({"adapt.method": method, "adapt.language": language, **fixed,
-                                   **dict(zip(keys, combo)), "adapt.seed": seed})
-        return points
-
-
-def dim_values(dim: dict) -> list:
-    """All values of a discrete dimension."""
-    if dim["type"] == "choice":
-        return list(dim["values"])
-    if dim["type"] == "int":
-        return list(range(dim["low"], dim["high"] + 1))
-    raise ValueError(f"{dim['type']} dimension is not discrete")
 
 
 def load_spec(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
@@ -473,25 +389,3 @@ def model_layers(model: dict) -> int | None:
         return model["layers"]
     config = Path(resolve(model["name"])).expanduser() / "config.json"
     return json.loads(config.read_text())["num_hidden_layers"] if config.is_file() else None
-
-
-def describe(spec: Spec) -> str:
-    """What a valid spec will run, for `minimodel validate`."""
-    dims = [f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
-            for k, d in spec.search.items()]
-    trials = len(spec.grid()) if spec.search_alg == "grid" else spec.num_samples
-    arms = sorted({a for m, fixed in spec.arms() for a in ([f"{m} (joint)"] if fixed else [m])})
-    models = sorted({b["model"]["name"] for b in spec.bases.values()})
-    r = spec.resources
-    return "\n".join([
-        f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
-        f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
-        f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
-        f"arms: {', '.join(arms)}; seeds {spec.seeds}; compared within {', '.join(spec.conditions)}"
-        + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else ""),
-        f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
-        + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")
-        + f"; shared stages: {spec.stages['workers']} Train workers"
-        + (f"; ASHA on accuracy by {spec.asha['time_attr']}" if spec.asha else ""),
-        f"storage {spec.storage}; tracking {spec.tracking_uri}",
-    ])

@@ -11,7 +11,7 @@ import ray
 from ray import tune
 
 from minimodel import frontier
-from minimodel.spec import Spec
+from minimodel.plan import Spec
 from trainables import stages, tracking, tuner
 
 

@@ -17,7 +17,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from minimodel import arms, pipeline
-from minimodel.spec import Spec
+from minimodel.plan import Spec
 from trainables import tracking
 
 

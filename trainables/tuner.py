@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from minimodel.spec import Spec
+from minimodel.plan import Spec
 from trainables.trial import adapt
 from trainables.tracking import SweepRun
 
