@@ -201,6 +201,8 @@ def _row(arm: _Arm, target: float, base: _Arm | None, standard: _Arm | None, sta
         note = f"no {first['baseline']} runs"
     elif np.isnan(base_flops).any():
         note = f"baseline reached target in {int(np.isfinite(base_flops).sum())}/{len(base_flops)} seeds"
+    if target <= per_run["majority_accuracy"]:  # a ratio of FLOPs to reach chance says nothing
+        note = "; ".join(filter(None, [note, "target at or below the majority floor"]))
     if first["baseline"] == "standard":
         vs = (ratio, lo, hi)
     elif standard is not None:

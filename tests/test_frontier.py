@@ -245,3 +245,14 @@ def test_write_and_plot(tmp_path):
     assert "ja / init=random: ceiling (English) 0.900, floor (majority) 0.250" in text
     assert "compute_to_match" in text
     assert frontier.plot(table, tmp_path / "again.png").stat().st_size > 0
+
+
+def test_a_target_below_the_majority_floor_is_flagged():
+    rows = [{"run_id": f"{arm}-{seed}", "language": "xx", "condition": "init=overlap", "arm": arm, "method": arm,
+             "depth": "full", "baseline": "standard", "seed": seed, "config": "", "step": step, "flops": flops,
+             "accuracy": acc, "test_accuracy": acc, "english_accuracy": 0.8, "majority_accuracy": 0.25,
+             "one_off_flops": 0.0}
+            for arm in ("standard", "minipost") for seed in (0, 1)
+            for step, flops, acc in ((0, 0.0, 0.10), (10, 1e12, 0.12), (20, 2e12, 0.13))]
+    table = frontier.summary(pd.DataFrame(rows))
+    assert table["note"].str.contains("target at or below the majority floor").all()
