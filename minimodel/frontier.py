@@ -254,9 +254,6 @@ def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataF
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-_summary = summary  # plot() takes a precomputed summary under that name
-
-
 def curves(table: pd.DataFrame) -> pd.DataFrame:
     """Per arm (chosen config): mean dev accuracy over seeds on the union of their FLOPs, with a 95% band.
 
@@ -377,7 +374,7 @@ def format_markdown(summary: pd.DataFrame) -> str:
     return "\n\n".join([*text, footnote]) + "\n"
 
 
-def plot(table: pd.DataFrame, path: str | Path, summary: pd.DataFrame | None = None) -> Path:
+def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None = None) -> Path:
     """One panel per (language, condition): each arm's mean dev curve with its band over seeds, faint
     seeds, the targets dashed, the English ceiling and majority floor dotted."""
     import matplotlib
@@ -386,7 +383,7 @@ def plot(table: pd.DataFrame, path: str | Path, summary: pd.DataFrame | None = N
     import matplotlib.pyplot as plt
 
     table = _prepare(table)
-    result = _summary(table) if summary is None else summary
+    result = summary(table) if precomputed is None else precomputed
     arms, mean = _arms(table), curves(table)
     groups = sorted({key[:2] for key in arms})
     cols = min(len(groups), 3) or 1
