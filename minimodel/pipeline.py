@@ -7,29 +7,28 @@
     adapt     the trial: relearn one language's embeddings through the full or mini-model,
               evaluating zero-shot on the way
 
-A stage folder appears only when the stage is complete (written to a temporary folder, then renamed),
-so an interrupted sweep recomputes nothing that finished. Under torch.distributed every rank trains
-and rank 0 writes.
+Each stage is an entry of minimodel.cache: published whole with checksums, rebuilt if damaged, built by
+one process at a time, so an interrupted sweep recomputes nothing that finished. Under
+torch.distributed every rank trains and rank 0 writes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from minimodel import data, qa, tasks
+from minimodel.cache import build, cached_tokenizer, token_blocks, valid
 from minimodel.config import config_hash
 from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
-from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss, pack
+from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
 from minimodel.models import build_mlm, device, empty_tokenizer, load_mlm, mini_model, mlm_head, new_head, trainable
 from minimodel.post import minipost_model
 from minimodel.train import distributed, train
@@ -69,13 +68,13 @@ def stage_dir(name: str, cfg: dict, cache_dir: str | Path) -> Path:
 
 
 def stage_done(name: str, cfg: dict, cache_dir: str | Path) -> bool:
-    return (stage_dir(name, cfg, cache_dir) / "stats.json").exists()
+    return valid(stage_dir(name, cfg, cache_dir))
 
 
 def run_stage(name: str, cfg: dict, cache_dir: str | Path) -> dict:
     """Compute a shared stage unless it is cached; return its stats (compute and metrics)."""
     out = stage_dir(name, cfg, cache_dir)
-    if not (out / "stats.json").exists():
+    if not valid(out):
         for upstream in needed_stages(cfg)[: needed_stages(cfg).index(name)]:
             run_stage(upstream, cfg, cache_dir)
         _complete(out, lambda tmp: STAGES[name](cfg, Path(cache_dir), tmp))
@@ -87,27 +86,21 @@ def run_trial(cfg: dict, cache_dir: str | Path, report: Callable[[dict], None] |
     for name in needed_stages(cfg):
         run_stage(name, cfg, cache_dir)
     out = stage_dir("adapt", cfg, cache_dir)
-    if not (out / "stats.json").exists():
-        _complete(out, lambda tmp: _adapt(cfg, Path(cache_dir), tmp, report))
-    elif report:
+    if not _complete(out, lambda tmp: _adapt(cfg, Path(cache_dir), tmp, report)) and report:
         for point in json.loads((out / "stats.json").read_text())["curve"]:
             report(point)
     return json.loads((out / "stats.json").read_text())
 
 
-def _complete(out: Path, compute: Callable[[Path], dict]) -> None:
-    """Run compute(tmp) and publish tmp as `out` with its stats.json, atomically (rank 0 only)."""
-    rank, world = distributed()
-    tmp = out.with_name(out.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    stats = compute(tmp)
-    if rank == 0:
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=1))
-        shutil.rmtree(tmp / "checkpoint", ignore_errors=True)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    if world > 1:
-        dist.barrier()
+def _complete(out: Path, compute: Callable[[Path], dict]) -> bool:
+    """Build the cache entry `out` from compute(tmp) and its stats.json (its checkpoints dropped);
+    False if it was already there."""
+    def write(tmp: Path) -> None:
+        stats = compute(tmp)
+        if distributed()[0] == 0:
+            (tmp / "stats.json").write_text(json.dumps(stats, indent=1))
+            shutil.rmtree(tmp / "checkpoint", ignore_errors=True)
+    return build(out, write)
 
 
 def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
@@ -282,40 +275,6 @@ def load_embeddings(folder: str | Path) -> tuple[PreTrainedTokenizerBase, torch.
     """A language's learned (tokenizer, word embeddings, output bias), as saved by the adapt stage."""
     tensors = load_file(Path(folder) / "embeddings.safetensors")
     return AutoTokenizer.from_pretrained(folder), tensors["weight"], tensors["bias"]
-
-
-def cached_tokenizer(folder: Path, train: Callable[[], PreTrainedTokenizerBase]) -> PreTrainedTokenizerBase:
-    """A tokenizer trained once into `folder` and loaded from there afterwards.
-
-    Under torch.distributed rank 0 trains it and the other ranks load what it wrote, so that every
-    rank has the same vocabulary even where training is not deterministic (Unigram).
-    """
-    rank, world = distributed()
-    if rank == 0 and not (folder / "tokenizer_config.json").exists():
-        tmp = folder.with_name(folder.name + ".partial")
-        train().save_pretrained(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-    if world > 1:
-        dist.barrier()
-    return AutoTokenizer.from_pretrained(folder)
-
-
-def token_blocks(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: int, cache_dir: Path) -> torch.Tensor:
-    """Packed [n, seq_len] token blocks of a corpus, cached per (tokenizer, corpus, seq_len)."""
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode())
-    key = config_hash(tokenizer.backend_tokenizer.to_str(), digest.hexdigest(), seq_len)
-    path = Path(cache_dir) / "tokens" / f"{key}.safetensors"
-    if path.exists():
-        return load_file(path)["blocks"]
-    blocks = pack(tokenizer(texts, truncation=False)["input_ids"], seq_len)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{distributed()[0]}.partial")
-    save_file({"blocks": blocks}, tmp)
-    tmp.replace(path)
-    return blocks
 
 
 def _held_out(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> tuple[list[dict], torch.Tensor]:
