@@ -14,7 +14,7 @@ import torch
 from ray.train.torch import TorchTrainer
 
 from minimodel import pipeline
-from trainables import tracking
+from trainables import progress, tracking
 
 
 # What each stage reads from a trial config, logged as its MLflow params.
@@ -68,7 +68,10 @@ def plan(configs: list[dict]) -> list[tuple[str, str, dict]]:
 def _stage_worker(config: dict) -> None:
     """train_loop_per_worker: every rank trains its shard of each stage; rank 0 writes the cache."""
     torch.set_num_threads(config["threads"])
+    progress.use_ray_bars()
     for name, _, cfg in config["todo"]:
+        if ray.train.get_context().get_world_rank() == 0:
+            print(f"stage {name} {pipeline.stage_keys(cfg)[name]}: computing", flush=True)
         stats = pipeline.run_stage(name, cfg, config["cache_dir"])
         ray.train.report({"stage": name, "flops": stats["flops"], "wall_s": stats["wall_s"]})
 

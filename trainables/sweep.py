@@ -4,15 +4,23 @@
 """
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import ray
+from mlflow.exceptions import MlflowException
 from ray import tune
+from requests.exceptions import RequestException
 
-from minimodel import frontier
+from minimodel import frontier, pipeline
 from minimodel.plan import Spec
-from trainables import stages, tracking, tuner
+from minimodel.spec import SpecError
+from trainables import stages, tracking, trial, tuner
+
+MIN_FREE_BYTES = 2**30  # below this a sweep would fail mid-way on its first model or checkpoint
 
 
 def _paths(spec: Spec) -> tuple[str, str]:
@@ -26,9 +34,47 @@ def _out_dir(spec: Spec, sweep: tracking.SweepRun) -> Path:
     return root / spec.name / sweep.run_id
 
 
+def check_storage(storage: str) -> None:
+    """One line before anything starts when the storage folder cannot be written or is nearly full."""
+    if "://" in storage:
+        return  # an object store: Ray reports its own errors
+    folder = Path(storage)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise SpecError(f"storage: cannot write to {folder} ({e.strerror})") from None
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise SpecError(f"storage: only {free / 2**20:.0f} MiB free on {folder}; a sweep writes models, checkpoints "
+                        f"and results there: free at least {MIN_FREE_BYTES / 2**30:.0f} GiB or choose another storage")
+
+
+def log_kept(results: tune.ResultGrid, spec: Spec, cache_dir: str, sweep: tracking.SweepRun) -> int:
+    """Log the finished trials whose MLflow writes failed (the tracking server was away) from their
+    results in the cache; returns how many."""
+    kept = [r for r in results if not r.error and (r.metrics or {}).get("logged") == 0]
+    for result in kept:
+        cfg, name, tags, params = trial.describe(spec, result.config, cache_dir, Path(result.path).name)
+        if pipeline.stage_done("adapt", cfg, cache_dir):  # never computes anything here
+            tracking.log_trial(sweep, name, tags, params, pipeline.run_trial(cfg, cache_dir))
+    return len(kept)
+
+
 def run(spec: Spec, resume: bool = False) -> int:
     """Run a sweep end to end; returns the exit code (1 if any trial failed)."""
     tracking.check_reachable(spec.tracking_uri)
+    check_storage(spec.storage)
+    try:
+        return _run(spec, resume)
+    except (MlflowException, RequestException) as e:
+        raise tracking.TrackingError(
+            f"tracking_uri: MLflow at {spec.tracking_uri} stopped answering during the sweep ({type(e).__name__}); "
+            f"finished trials are kept in {spec.storage}: run `minimodel sweep SPEC --resume` once it is back") from None
+
+
+def _run(spec: Spec, resume: bool) -> int:
     cache_dir, storage_path = _paths(spec)
     sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
                                  {"storage": spec.storage, "search_alg": spec.search_alg}, resume)
@@ -36,9 +82,9 @@ def run(spec: Spec, resume: bool = False) -> int:
     previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
     started = not ray.is_initialized()
     if started:
-        # Progress bars and load reports from a dozen worker processes only bury the trial lines.
-        ray.init(logging_level="WARNING",
-                 runtime_env={"env_vars": {"TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}})
+        # RAY_ADDRESS (set by `ray job submit`, or by hand) joins a running cluster; else a local one starts.
+        # Training bars reach the driver through Ray's tqdm (trainables/progress.py); transformers' notices do not.
+        ray.init(logging_level="WARNING", runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error"}})
     t0 = time.time()
     try:
         records = stages.run_stages(spec.stage_configs(), cache_dir, spec.stages, storage_path, spec.name, sweep)
@@ -55,6 +101,8 @@ def run(spec: Spec, resume: bool = False) -> int:
             client.set_tag(sweep.run_id, "tune_path", f"{storage_path}/{name}")
             experiment = tuner.build(spec, name, cache_dir, storage_path, sweep)
         results = experiment.fit()
+        if kept := log_kept(results, spec, cache_dir, sweep):
+            print(f"logged {kept} trials whose results were kept while MLflow was away")
         errors = [r.error for r in results if r.error]
         trials_s = time.time() - t1
         # Slot time not spent inside trial functions: actor start, scheduling, result handling, idle tail.
@@ -78,7 +126,8 @@ def run(spec: Spec, resume: bool = False) -> int:
         print(f"MLflow: {tracking.ui_hint(sweep)}")
         return 1 if errors else 0
     except BaseException:
-        tracking.end_run(sweep, sweep.run_id, "FAILED")
+        with contextlib.suppress(Exception):  # the store may be what failed
+            tracking.end_run(sweep, sweep.run_id, "FAILED")
         raise
     finally:
         if started:

@@ -21,7 +21,7 @@ from minimodel.spec import SpecError
 
 POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
 FINAL_METRICS = ("english_accuracy", "english_macro_f1", "english_exact_match", "majority_accuracy", "one_off_flops", "dev_items",
-                 "test_items", "overlap_tokens")
+                 "test_items", "overlap_tokens", "restarts", "recomputed_steps", "recomputed_flops")
 RUN_CONSTANTS = ("english_accuracy", "majority_accuracy", "one_off_flops", "dev_items")
 TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "seed", "config")
 # MLflow charts plot metrics against their step: a trial's curve is logged with step = cumulative
@@ -150,6 +150,17 @@ def log_point(sweep: SweepRun, run_id: str, point: dict) -> None:
         earlier = sweep.client().get_metric_history(run_id, "train_step")
         step = max([step, *(m.step + 1 for m in earlier if m.value < point["step"])])
     log_metrics(sweep, run_id, {**{k: v for k, v in point.items() if k != "step"}, "train_step": point["step"]}, step)
+
+
+def log_trial(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str, object], final: dict) -> str:
+    """A finished trial's whole run written from its result (curve and final metrics), replacing any
+    partial run of it: how results kept while the tracking store was away reach it."""
+    run_id = start_child(sweep, name, tags, params)
+    for point in final["curve"]:
+        log_point(sweep, run_id, point)
+    log_metrics(sweep, run_id, {k: final[k] for k in FINAL_METRICS if k in final}, compute_step(final["flops"]))
+    end_run(sweep, run_id)
+    return run_id
 
 
 def log_stats(sweep: SweepRun, run_id: str, stats: dict) -> None:

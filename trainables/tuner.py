@@ -20,6 +20,8 @@ from minimodel.plan import Spec
 from trainables.trial import adapt
 from trainables.tracking import SweepRun
 
+MAX_FAILURES = 2  # retries of a failed trial
+
 
 def define_space(ot_trial: optuna.Trial, spec: Spec) -> None:
     """Optuna define-by-run space: a method's pinned keys (standard's depth) are not sampled for it."""
@@ -96,7 +98,9 @@ def build(spec: Spec, name: str, cache_dir: str, storage_path: str, sweep: Sweep
             reuse_actors=not spec.resources["workers"],
             trial_dirname_creator=lambda t: t.trial_id,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=[Progress()]),
+        # A trial whose process dies (a node lost, a kill) is retried; it resumes from its checkpoint in the cache.
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=[Progress()],
+                                  failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)),
         # The grid's rows are whole points (standard has no depth), so the grid runs over points, not keys.
         param_space={"point": tune.grid_search(spec.grid())} if grid else None,
     )
