@@ -34,9 +34,12 @@ from minimodel import cipher
 SPLITS = ("train", "dev", "test")
 
 # Short names for the datasets of the paper, with their hub id, config template and languages.
+# Datasets 4 and later refuse loading scripts: every alias reads parquet. facebook/xnli and
+# google-research-datasets/paws-x hold parquet per language on their main branch (converted in 2024).
 HF_ALIASES = {
     "xnli": ("facebook/xnli", "{lang}"),
     "paws-x": ("google-research-datasets/paws-x", "{lang}"),
+    # CC100, the paper's corpus, is a script dataset; see HF_PARQUET_EXPORT.
     "cc100": ("statmt/cc100", "{lang}"),
     "wikipedia": ("wikimedia/wikipedia", "20231101.{lang}"),
     "wikimedia/wikipedia": ("wikimedia/wikipedia", "20231101.{lang}"),
@@ -65,6 +68,17 @@ HF_LANGUAGES = {
 }
 # Where a dataset spells a language its own way: a sweep says "zh" for every dataset.
 HF_CODES = {"statmt/cc100": {"zh": "zh-Hans"}}
+# Script datasets the hub has converted: their parquet export (revision refs/convert/parquet) holds one
+# folder per config with a train (or, past about 5 GB, partial-train) folder of parquet files, which
+# datasets reads as a plain parquet dataset with data_dir = the config. CC100's export keeps at least
+# the first 5 GB of each language: more documents than data.max_docs reads at paper scale.
+HF_PARQUET_EXPORT = {"statmt/cc100": "refs/convert/parquet"}
+# Script-only datasets (no parquet to read) and what reads the same data: validation names the fix.
+HF_SCRIPT_ONLY = {
+    "facebook/mlqa": "hf:mlqa (google/xtreme's parquet MLQA configs)",
+    "google/xquad": "hf:xquad (google/xtreme's parquet XQuAD configs)",
+    "legacy-datasets/wikipedia": "hf:wikipedia (wikimedia/wikipedia, parquet, 20231101.{lang})",
+}
 HF_SPLITS = {"dev": "validation"}  # hub datasets call the dev split "validation"
 PAIR_COLUMNS = [("premise", "hypothesis"), ("sentence1", "sentence2"), ("text", "text_pair")]
 
@@ -184,19 +198,39 @@ def _hf(source: str) -> tuple[str, str]:
     return path, config or default_config
 
 
+def check_loadable(source: str) -> None:
+    """Refuse, offline and at once, an hf: source that datasets 4+ cannot load: a known script-only
+    dataset, or a local folder holding a loading script (NAME/NAME.py: datasets refuses the folder)."""
+    if not source.startswith("hf:"):
+        return
+    path, _ = _hf(source)
+    fix = HF_SCRIPT_ONLY.get(path)
+    folder = Path(path).expanduser()
+    if fix is None and (folder / f"{folder.name}.py").is_file():
+        fix = "a copy of its data as parquet or JSONL (datasets-cli convert_to_parquet), named by its folder or files"
+    if fix:
+        raise DataError(f"{source}: {path} is a loading-script dataset, which datasets 4 and later refuse; use {fix}")
+
+
 def _hf_load(source: str, language: str, split: str, streaming: bool):
     """load_dataset with any failure (offline hub, unknown config) turned into one DataError line."""
     import datasets  # heavy; only the hf: path needs it
 
+    check_loadable(source)
     path, config = _hf(source)
     known = _hf_languages(path, config)
     if "{lang}" not in config and known and language not in known:  # it would load its one language for any
         raise DataError(f"{source} [{language}/{split}]: offers {', '.join(known)} only")
+    code = HF_CODES.get(path, {}).get(language, language)
+    where = ({"revision": HF_PARQUET_EXPORT[path], "data_dir": config.format(lang=code)} if path in HF_PARQUET_EXPORT
+             else {"name": config.format(lang=code)})
     try:
-        code = HF_CODES.get(path, {}).get(language, language)
-        return datasets.load_dataset(path, config.format(lang=code), split=split, streaming=streaming)
+        return datasets.load_dataset(path, split=split, streaming=streaming, **where)
     except Exception as e:  # datasets raises many types (ConnectionError, ValueError, FileNotFoundError...)
         message = str(e).strip().split("\n")[0]
+        if "scripts are no longer supported" in message:
+            raise DataError(f"{source}: {path} is a loading-script dataset, which datasets 4 and later refuse; "
+                            "point at a parquet copy of it (see the README's hf: aliases)") from None
         raise DataError(f"{source} [{language}/{split}]: {type(e).__name__}: {message}") from None
 
 

@@ -9,6 +9,7 @@ from functools import cache
 
 import pytest
 
+from minimodel import data
 from minimodel.data import DataError, data_dir, languages, read_corpus, read_task
 
 BUNDLED = "bundled:ddtp-topic"
@@ -124,6 +125,44 @@ def test_hf_unreachable_is_one_line_error(monkeypatch):
     with pytest.raises(DataError, match=r"^hf:/nonexistent/xnli \[de/test\]: [^\n]*$"):
         read_task("hf:/nonexistent/xnli", "de", "test")
     assert "de" in languages("hf:xnli") and "zh" in languages("hf:cc100")  # cc100 spells it zh-Hans
+
+
+def test_hf_aliases_name_parquet_repositories():
+    """Every shipped alias reads a repository datasets 4+ loads: parquet on its main branch, or (CC100,
+    a script dataset) the hub's parquet export of it, one folder per language."""
+    resolved = {alias: data._hf(f"hf:{alias}") for alias in data.HF_ALIASES}
+    assert resolved["cc100"] == ("statmt/cc100", "{lang}") and data.HF_PARQUET_EXPORT["statmt/cc100"] == "refs/convert/parquet"
+    assert resolved["xnli"] == ("facebook/xnli", "{lang}") and resolved["wikipedia"] == ("wikimedia/wikipedia", "20231101.{lang}")
+    assert resolved["mlqa"][0] == resolved["xquad"][0] == "google/xtreme"
+    assert not {path for path, _ in resolved.values()} & set(data.HF_SCRIPT_ONLY)
+
+
+def test_hf_parquet_export_layout_reads_by_language(tmp_path, monkeypatch):
+    """The export's layout ({config}/train or {config}/partial-train, parquet) read the way hf:cc100 reads it."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    root = tmp_path / "cc100"
+    for folder, texts in {"de/partial-train": ["Guten Morgen.", "", "Danke."], "zh-Hans/train": ["你好。"]}.items():
+        (root / folder).mkdir(parents=True)
+        datasets.Dataset.from_dict({"id": [str(i) for i in range(len(texts))], "text": texts}).to_parquet(
+            str(root / folder / "0000.parquet"))
+    monkeypatch.setitem(data.HF_ALIASES, "cc100", (str(root), "{lang}"))
+    monkeypatch.setitem(data.HF_PARQUET_EXPORT, str(root), "refs/convert/parquet")
+    monkeypatch.setitem(data.HF_CODES, str(root), {"zh": "zh-Hans"})
+    assert read_corpus("hf:cc100", "de") == ["Guten Morgen.", "Danke."]
+    assert read_corpus("hf:cc100", "zh") == ["你好。"]
+
+
+def test_script_only_datasets_are_named_with_the_fix(tmp_path):
+    with pytest.raises(DataError, match=r"^hf:facebook/mlqa: facebook/mlqa is a loading-script dataset, which "
+                                        r"datasets 4 and later refuse; use hf:mlqa"):
+        data.check_loadable("hf:facebook/mlqa")
+    folder = tmp_path / "oldcorpus"
+    folder.mkdir()
+    (folder / "oldcorpus.py").write_text("import datasets\n")
+    with pytest.raises(DataError, match=r"oldcorpus is a loading-script dataset.*convert_to_parquet"):
+        read_corpus(f"hf:{folder}", "de")
+    data.check_loadable("hf:cc100")  # the alias reads the parquet export: no complaint
 
 
 # --- local files and their errors --------------------------------------------------------------
