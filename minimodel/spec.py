@@ -8,8 +8,8 @@ Every problem is one SpecError line that names the key, so `minimodel validate` 
 from __future__ import annotations
 
 import copy
+import difflib
 import glob
-import json
 import os
 import re
 from pathlib import Path
@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from minimodel import cipher
+from minimodel import checks, cipher, data
 from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted
-from minimodel.models import ModelError, has_mlm_head, resolve
+from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
 
 SEARCH_ALGS = ("optuna-tpe", "optuna-multi", "grid")
@@ -34,6 +34,20 @@ TOP = {
     "name", "description", "storage", "tracking_uri", "trial", "languages", "methods", "search",
     "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha", "seeds", "joint_baseline",
     "allow_differences",
+}
+# Ranges of the trial config's numbers: (lowest, highest, whether the lowest itself is allowed). A value
+# outside would fail (or silently do nothing) only once a stage or trial runs.
+STEPS, RATE, COUNT, FRACTION = (0, None, True), (0, None, False), (1, None, True), (0, 1, True)
+RANGES = {
+    "seed": STEPS, "model.hidden": COUNT, "model.layers": COUNT, "model.heads": COUNT, "model.ffn": COUNT,
+    "model.vocab_size": COUNT, "model.max_len": COUNT,
+    "pretrain.head_steps": STEPS, "pretrain.steps": STEPS, "pretrain.lr": RATE, "pretrain.batch_size": COUNT,
+    "pretrain.warmup": FRACTION, "pretrain.joint_weight": STEPS, "pretrain.eval_every": STEPS,
+    "data.seq_len": (8, None, True), "data.max_docs": COUNT, "data.max_eval": STEPS, "data.max_test": STEPS,
+    "finetune.steps": COUNT, "finetune.lr": RATE, "finetune.batch_size": COUNT, "finetune.warmup": FRACTION,
+    "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
+    "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
+    "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
 }
 # Hyper-parameters chosen on dev for every arm alike (the frontier keeps each arm's best on dev); any
 # other searched key but the depth is a condition that every arm of a comparison must share.
@@ -116,6 +130,7 @@ def validate(raw: dict) -> Spec:
     tracking_uri = _get(raw, "tracking_uri", str, default_uri)
 
     trial = _get(raw, "trial", dict, {})
+    _known_tree(trial, DEFAULTS, "trial.")
     try:
         base = merge(DEFAULTS, trial, "trial.")
     except ConfigError as e:
@@ -168,6 +183,7 @@ def validate(raw: dict) -> Spec:
         tuned=[k for k in search if k in TUNED], description=_get(raw, "description", str, ""),
     )
     _check_every_config(spec)
+    _check_data(spec)
     return spec
 
 
@@ -185,7 +201,17 @@ def _get(raw: dict, key: str, kind: type, default: Any, where: str = "") -> Any:
 def _known(raw: dict, known, where: str) -> None:
     for key in raw:
         if key not in known:
-            raise SpecError(f"{where}{key}: unknown key (known: {', '.join(sorted(known))})")
+            close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
+            hint = f"; did you mean {where}{close[0]}?" if close else ""
+            raise SpecError(f"{where}{key}: unknown key{hint} (known: {', '.join(sorted(known))})")
+
+
+def _known_tree(tree: dict, defaults: dict, where: str) -> None:
+    """Every key of a partial trial config (a trial: block, a method's overrides) exists in DEFAULTS."""
+    _known(tree, defaults, where)
+    for key, value in tree.items():
+        if isinstance(defaults[key], dict) and isinstance(value, dict):
+            _known_tree(value, defaults[key], f"{where}{key}.")
 
 
 def _section(raw: dict, key: str, defaults: dict) -> dict:
@@ -213,6 +239,7 @@ def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[s
             raise SpecError(f"methods: unknown method {method!r} (known: {', '.join(METHODS)})")
         if not isinstance(overrides, dict | None):
             raise SpecError(f"methods.{method}: must be a mapping of trial-config overrides")
+        _known_tree(overrides or {}, DEFAULTS, f"methods.{method}.")
         try:
             bases[method] = merge(base, overrides or {}, f"methods.{method}.")
         except ConfigError as e:
@@ -265,11 +292,9 @@ def _languages(raw: dict, base: dict) -> list[str]:
         raise SpecError("languages: listed twice: " + ", ".join(sorted({x for x in languages if languages.count(x) > 1})))
     if SOURCE_LANGUAGE in languages:
         raise SpecError(f"languages: '{SOURCE_LANGUAGE}' is the source language, not a target")
-    from minimodel import data
-
     for key in ("task", "target_corpus"):
         source = base["data"][key]
-        _check_local(f"trial.data.{key}", source)
+        _check_source(f"trial.data.{key}", source)
         try:
             known = data.languages(source)
         except data.DataError as e:
@@ -278,22 +303,66 @@ def _languages(raw: dict, base: dict) -> list[str]:
         if missing:
             has = ", ".join(sorted(known)[:30]) + (", ..." if len(known) > 30 else "")
             raise SpecError(f"languages: {', '.join(missing)} not in {source} (has: {has})")
-    _check_local("trial.data.source_corpus", base["data"]["source_corpus"])
+    _check_source("trial.data.source_corpus", base["data"]["source_corpus"])
     return languages
 
 
-def _check_local(key: str, source: str) -> None:
-    """A local path or `{lang}`/`{split}` template must match at least one file."""
+def _check_source(key: str, source: str) -> None:
+    """A local path or `{lang}`/`{split}` template must match at least one file; an hf: source must be
+    one that datasets can load (not a loading script)."""
+    try:
+        data.check_loadable(source)
+    except data.DataError as e:
+        raise SpecError(f"{key}: {e}") from None
     if source.startswith(("bundled:", "hf:")):
         return
     if not glob.glob(os.path.expanduser(re.sub(r"\{(lang|split)\}", "*", source))):
         raise SpecError(f"{key}: no file matches {source}")
 
 
+def _check_data(spec: Spec) -> None:
+    """Read what the sweep will read, as far as it is cheap: every split of a local or bundled task,
+    and each corpus until it is known to support the vocabulary asked of it (see minimodel.checks)."""
+    done = set()
+    for method, base in spec.bases.items():
+        d, m = base["data"], base["model"]
+        corpora = [("target_corpus", x, "adapt.vocab_size", base["adapt"]["vocab_size"]) for x in spec.languages]
+        if m["name"] == "scratch":
+            corpora.append(("source_corpus", SOURCE_LANGUAGE, "model.vocab_size", m["vocab_size"]))
+        for corpus, language, size_key, size in corpora:
+            if (d[corpus], language, size, d["max_docs"]) in done:
+                continue
+            done.add((d[corpus], language, size, d["max_docs"]))
+            try:
+                checks.check_corpus(d[corpus], language, d["max_docs"], size)
+            except data.DataError as e:
+                key = _origin(spec, method, size_key) if isinstance(e, checks.VocabError) else f"trial.data.{corpus}"
+                raise SpecError(f"{key}: {e}") from None
+        if d["task"] not in done:
+            done.add(d["task"])
+            try:
+                checks.check_task(d["task"], spec.languages)
+            except data.DataError as e:
+                raise SpecError(f"trial.data.task: {e}") from None
+
+
+def _origin(spec: Spec, method: str, key: str, searched: dict | None = None) -> str:
+    """The spec key a trial-config value came from: the search, the method's overrides, or trial:."""
+    if searched and key in searched:
+        return f"search.{key}"
+    return f"methods.{method}.{key}" if key in spec.pinned[method] and key != "adapt.depth" else f"trial.{key}"
+
+
 def _dim(key: str, dim: Any) -> dict:
     where = f"search.{key}"
     if key in ("adapt.method", "adapt.language"):
         raise SpecError(f"{where}: set methods: and languages: instead of searching them")
+    *parents, leaf = key.split(".")
+    node = DEFAULTS
+    for i, part in enumerate(parents):
+        _known({part: None}, {k for k, v in node.items() if isinstance(v, dict)}, "search." + "".join(f"{x}." for x in parents[:i]))
+        node = node[part]
+    _known({leaf: None}, {k for k, v in node.items() if not isinstance(v, dict)}, f"search.{''.join(f'{x}.' for x in parents)}")
     if not isinstance(dim, dict):
         raise SpecError(f"{where}: must be a mapping with type (one of {', '.join(DIM_TYPES)})")
     kind = dim.get("type")
@@ -345,24 +414,21 @@ def _asha(raw: dict) -> dict:
 
 
 def _check_every_config(spec: Spec) -> None:
-    """Build the extreme trial configs of every method so a bad value fails now, not in trial 37;
-    mini-model depth must leave at least one layer above it."""
+    """Build the extreme trial configs of every method so a bad value fails now, not in trial 37:
+    numbers in range, a model that exists, and a mini-model depth that leaves a layer above it."""
     for method, base in spec.bases.items():
         name = base["model"]["name"]
         if (name == "scratch" or method == "minijoint") and base["pretrain"]["steps"] < 1:
             why = "a scratch model" if name == "scratch" else "MiniJoint (its second head is trained in pretraining)"
             raise SpecError(f"methods.{method}.pretrain.steps: {why} needs pretraining steps > 0")
-        p = base["pretrain"]
         try:
-            headless = name != "scratch" and not p["head_steps"] and not p["steps"] and has_mlm_head(name) is False
+            config = checks.model_config(name)
         except ModelError as e:
-            raise SpecError(f"methods.{method}.model.name: {e}") from None
-        if headless:
+            raise SpecError(f"{_origin(spec, method, 'model.name')}: {e}") from None
+        p = base["pretrain"]
+        if name != "scratch" and not p["head_steps"] and not p["steps"] and has_mlm_head(name) is False:
             raise SpecError(f"methods.{method}.pretrain.head_steps: {name} has no MLM head, so relearning would go "
                             "through a random frozen one; restore it (pretrain.head_steps, pretrain.steps > 0)")
-        if name.startswith(("/", "./", "../", "~")) or Path(name).exists():
-            if not (Path(name).expanduser() / "config.json").is_file():
-                raise SpecError(f"methods.{method}.model.name: {name} is not a model folder (no config.json)")
         corners = [{}]
         for key, dim in spec.search.items():
             ends = dim["values"] if dim["type"] == "choice" else [dim["low"], dim["high"]]
@@ -373,19 +439,32 @@ def _check_every_config(spec: Spec) -> None:
             except ConfigError as e:
                 searched = [k for k in values if f"'{k}'" in str(e)]
                 raise SpecError(f"search.{searched[0]}: {e}" if searched else f"methods.{method}: {e}") from None
-            try:
-                layers = model_layers(cfg["model"])
-            except ModelError as e:
-                raise SpecError(f"methods.{method}.model.name: {e}") from None
+            _check_ranges(spec, method, cfg, values)
+            layers = cfg["model"]["layers"] if name == "scratch" else (config or {}).get("num_hidden_layers")
             depth = cfg["adapt"]["depth"]
             if method != "standard" and layers is not None and not 1 <= depth < layers:
-                where = "search.adapt.depth" if "adapt.depth" in values else f"methods.{method}.adapt.depth"
-                raise SpecError(f"{where}: depth {depth} is beyond {cfg['model']['name']}'s {layers} layers (max {layers - 1})")
+                raise SpecError(f"{_origin(spec, method, 'adapt.depth', values)}: depth {depth} is beyond "
+                                f"{cfg['model']['name']}'s {layers} layers (max {layers - 1})")
+            positions = (config or {}).get("max_position_embeddings")
+            usable = positions - (2 if (config or {}).get("model_type") != "bert" else 0) if positions else None
+            if usable is not None and cfg["data"]["seq_len"] > usable:
+                raise SpecError(f"{_origin(spec, method, 'data.seq_len', values)}: {cfg['data']['seq_len']} is longer "
+                                f"than {name} reads ({usable} tokens)")
 
 
-def model_layers(model: dict) -> int | None:
-    """Number of transformer layers of a model section, when knowable offline (else None)."""
-    if model["name"] == "scratch":
-        return model["layers"]
-    config = Path(resolve(model["name"])).expanduser() / "config.json"
-    return json.loads(config.read_text())["num_hidden_layers"] if config.is_file() else None
+def _check_ranges(spec: Spec, method: str, cfg: dict, searched: dict) -> None:
+    for key, (low, high, inclusive) in RANGES.items():
+        section, _, leaf = key.rpartition(".")
+        value = cfg[section][leaf] if section else cfg[leaf]
+        if (value < low if inclusive else value <= low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"{'at least' if inclusive else 'greater than'} {low}"
+            raise SpecError(f"{_origin(spec, method, key, searched)}: must be {bounds} (got {value})")
+    for prefix in ("adapt", "pretrain"):
+        every, steps = cfg[prefix]["eval_every"], cfg[prefix]["steps"]
+        if every > steps and (prefix == "adapt" or steps):
+            raise SpecError(f"{_origin(spec, method, f'{prefix}.eval_every', searched)}: evaluating every {every} steps "
+                            f"of {steps} gives no curve; at most {prefix}.steps")
+    m = cfg["model"]
+    if m["name"] == "scratch" and m["hidden"] % m["heads"]:
+        raise SpecError(f"{_origin(spec, method, 'model.heads', searched)}: model.hidden {m['hidden']} is not a "
+                        f"multiple of model.heads {m['heads']}")

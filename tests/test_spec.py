@@ -24,7 +24,7 @@ def raw(toy_data) -> dict:
             "model": {"name": "scratch", "hidden": 32, "layers": 4, "heads": 2, "ffn": 64, "vocab_size": 300},
             "pretrain": {"steps": 10},
             "data": {"source_corpus": toy_data["corpus"], "target_corpus": toy_data["corpus"], "task": toy_data["task"]},
-            "adapt": {"init": "overlap"},
+            "adapt": {"init": "overlap", "vocab_size": 300},
         },
         "languages": ["xx"],
         "methods": ["standard", "minijoint", "minipost"],
@@ -77,7 +77,7 @@ def test_methods_mapping_overrides_per_method(raw):
     raw["trial"]["model"] = {"name": "bundled:minilm-l6"}
     raw["trial"]["pretrain"] = {"head_steps": 10, "steps": 0}
     raw["methods"] = {"standard": {}, "minipost": None,
-                      "minijoint": {"model": {"name": "scratch", "layers": 5}, "pretrain": {"steps": 50},
+                      "minijoint": {"model": {"name": "scratch", "layers": 5, "vocab_size": 300}, "pretrain": {"steps": 50},
                                     "adapt": {"depth": 2}}}
     raw["search"]["adapt.depth"]["high"] = 4
     spec = validate(raw)
@@ -137,7 +137,7 @@ def test_cipher_control_is_a_language_of_every_source(raw):
 def test_set_overrides(raw, tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(raw))
-    spec = load_spec(path, ["trial.adapt.steps=50", "search.adapt.lr.low=1e-5", "languages=[xx]",
+    spec = load_spec(path, ["trial.adapt.steps=50", "trial.adapt.eval_every=25", "search.adapt.lr.low=1e-5", "languages=[xx]",
                             "max_concurrent=1", "asha.grace_period=1e9", "asha.max_t=1e12"])
     assert spec.bases["minipost"]["adapt"]["steps"] == 50
     assert spec.search["adapt.lr"]["low"] == 1e-5 and isinstance(spec.search["adapt.lr"]["low"], float)
@@ -158,7 +158,7 @@ def check(raw: dict, message: str, *overrides: str) -> None:
 
 @pytest.mark.parametrize("overrides, message", [
     (["colour=red"], "colour: unknown key"),
-    (["trial.adapt.speed=3"], "unknown key 'trial.adapt.speed'"),
+    (["trial.adapt.setps=3"], "trial.adapt.setps: unknown key; did you mean trial.adapt.steps?"),
     (["trial.adapt.steps=many"], "'trial.adapt.steps' must be int"),
     (["num_samples=lots"], "num_samples: must be int"),
     (["num_samples=2"], "num_samples: 2 is fewer than the 3 language x method pairs"),
@@ -170,7 +170,7 @@ def check(raw: dict, message: str, *overrides: str) -> None:
      "search.adapt.depth: depth 6 is beyond bundled:minilm-l6's 6 layers (max 5)"),
     (["search_alg=grid", "search.adapt.lr={type: choice, values: [0.01]}", "search.adapt.init={type: choice, values: [random, clever]}"],
      "search.adapt.init: 'adapt.init' must be random or overlap"),
-    (["search.adapt.wings={type: int, low: 1, high: 2}"], "search.adapt.wings: unknown key 'adapt.wings'"),
+    (["search.adapt.wings={type: int, low: 1, high: 2}"], "search.adapt.wings: unknown key (known: batch_size,"),
     (["search.align.lr={type: float, low: 0.001, high: 0.01}"], "search.align.lr: a shared-stage key must be searched as int or choice"),
     (["search.adapt.language={type: choice, values: [xx]}"], "set methods: and languages: instead"),
     (["languages=[xx, zz]"], "languages: zz not in"),
