@@ -29,13 +29,18 @@ MASK_RATE = 0.15
 
 
 def mlm_batches(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int,
-                rank: int = 0, world: int = 1) -> Callable[[int], dict]:
-    """batch_at(i): the i-th masked batch, a pure function of (seed, i, rank) so a resumed run sees the same data."""
-    specials = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+                rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> Callable[[int], dict]:
+    """batch_at(i): the i-th masked batch, a pure function of (seed, i, rank) so a resumed run sees the same data.
+
+    On a CUDA `device` the blocks live there and rows and masks are drawn by a CUDA generator: batches
+    are built on the device with no host work or copy per step (a different random stream from the CPU's).
+    """
+    specials = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
+    blocks = blocks.to(device)
 
     def batch_at(i: int) -> dict:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + i * world + rank)
-        rows = torch.randint(len(blocks), (batch_size,), generator=g)
+        g = torch.Generator(device).manual_seed(seed * 1_000_003 + i * world + rank)
+        rows = torch.randint(len(blocks), (batch_size,), generator=g, device=device)
         return mask(blocks[rows].long(), specials, tokenizer.mask_token_id, len(tokenizer), g)
 
     return batch_at
@@ -47,26 +52,37 @@ def mask(input_ids: torch.Tensor, specials: torch.Tensor, mask_id: int, vocab_si
     tokens last in line), of which 80% become [MASK], 10% a random token, 10% stay.
 
     A fixed count, as in BERT's original data pipeline, keeps every batch of one shape at the same
-    FLOPs (the head runs at masked positions only) and its tensors at static shapes.
+    FLOPs (the head runs at masked positions only) and its tensors at static shapes: "masked" holds
+    each row's masked positions in ascending order, [rows, count], so the loss gathers them without
+    a data-dependent shape (no host sync on a GPU). Every operation here runs on input_ids' device.
     """
     rows, seq_len = input_ids.shape
     count = max(1, round(MASK_RATE * seq_len))
-    score = torch.rand(rows, seq_len, generator=g)
-    score[torch.isin(input_ids, specials)] = -1.0  # chosen only when a row has too few ordinary tokens
-    where = torch.zeros_like(input_ids, dtype=torch.bool).scatter_(1, score.topk(count, dim=1).indices, True)
+    dev = input_ids.device
+    score = torch.rand(rows, seq_len, generator=g, device=dev)
+    score = score.masked_fill(torch.isin(input_ids, specials), -1.0)  # chosen only when a row has too few ordinary tokens
+    masked = score.topk(count, dim=1).indices.sort(dim=1).values
+    where = torch.zeros_like(input_ids, dtype=torch.bool).scatter_(1, masked, True)
     labels = torch.where(where, input_ids, -100)
-    roll = torch.rand(rows, seq_len, generator=g)
-    masked = input_ids.masked_fill(where & (roll < 0.8), mask_id)
-    random_ids = torch.randint(vocab_size, input_ids.shape, generator=g)
-    masked = torch.where(where & (roll >= 0.8) & (roll < 0.9), random_ids, masked)
-    return {"input_ids": masked, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    roll = torch.rand(rows, seq_len, generator=g, device=dev)
+    ids = input_ids.masked_fill(where & (roll < 0.8), mask_id)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=g, device=dev)
+    ids = torch.where(where & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "masked": masked}
 
 
-def masked_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the head's predictions at masked positions only (labels != -100)."""
-    where = labels != -100
-    logits = head(hidden[where])
-    return F.cross_entropy(logits.float(), labels[where])
+def masked_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor,
+                masked: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of the head's predictions at masked positions only (labels != -100).
+
+    With the batch's "masked" positions the hidden states are gathered at a static shape; without
+    them a boolean selection finds the positions (a data-dependent shape: a host sync on a GPU).
+    """
+    if masked is None:
+        where = labels != -100
+        return F.cross_entropy(head(hidden[where]).float(), labels[where])
+    picked = hidden.gather(1, masked.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    return F.cross_entropy(head(picked.flatten(0, 1)).float(), labels.gather(1, masked).flatten())
 
 
 def distill_loss(teacher: PreTrainedModel, student: PreTrainedModel, batch: dict) -> torch.Tensor:
@@ -82,8 +98,10 @@ def distill_loss(teacher: PreTrainedModel, student: PreTrainedModel, batch: dict
 
 
 def mlm_loss(model: PreTrainedModel, batch: dict) -> torch.Tensor:
-    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    return masked_loss(mlm_head(model), hidden, batch["labels"])
+    """The masked-only MLM loss of a batch from mlm_batches: packed blocks, never padded, so the model
+    gets no attention mask (Hugging Face would test an all-ones mask with a host sync every step)."""
+    hidden = model.base_model(input_ids=batch["input_ids"]).last_hidden_state
+    return masked_loss(mlm_head(model), hidden, batch["labels"], batch.get("masked"))
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from minimodel import models
 from minimodel.compute import count_flops
 from minimodel.embeddings import init_embeddings, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
-from minimodel.mlm import mlm_batches, mlm_loss, pack
+from minimodel.mlm import masked_loss, mlm_batches, mlm_loss, pack
 from minimodel.post import minipost_model
 from minimodel.train import train
 from minimodel.vocab import shared_tokens, train_tokenizer
@@ -89,6 +89,8 @@ def test_masked_only_loss_equals_all_positions_loss_at_masked_positions(english_
     all_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     reference = torch.nn.functional.cross_entropy(all_logits.view(-1, all_logits.shape[-1]), batch["labels"].view(-1))
     assert torch.allclose(mlm_loss(model, batch), reference, atol=1e-6)
+    hidden = model.base_model(input_ids=batch["input_ids"]).last_hidden_state
+    assert torch.equal(mlm_loss(model, batch), masked_loss(models.mlm_head(model), hidden, batch["labels"]))
 
 
 def analytic_forward(b: int, l: int, h: int, f: int, n: int, masked: int, v: int) -> tuple[int, int, int]:
@@ -175,3 +177,4 @@ def test_checkpoint_resume_continues_where_it_stopped(tmp_path, english_lines):
     assert [p["step"] for p in stats["curve"]] == [0, 1, 2, 3, 4, 5]
     for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), n
+
