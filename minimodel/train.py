@@ -1,10 +1,12 @@
 """The one training loop every stage uses: pretrain, head restore, MiniJoint, alignment, fine-tune, relearn.
 
-AdamW over trainable parameters only, linear warmup and decay, gradient accumulation, bf16 autocast
-(minimodel.precision), an evaluation hook, checkpoint save/resume (safetensors + JSON, no pickle) and a
-progress bar. Under torch.distributed (Ray Train's process group) every rank starts from rank 0's
-weights, trains on its own batches, the gradients of the trainable parameters are averaged, and FLOPs
-and tokens are summed over ranks: a stage's compute is the whole job's.
+AdamW over trainable parameters only, linear warmup and decay,
+gradient accumulation, bf16 autocast (minimodel.precision), an evaluation hook, checkpoint save/resume
+(safetensors + JSON, no pickle) and a progress bar. Under torch.distributed (Ray Train's process group)
+every rank starts from rank 0's weights, trains on its own batches, the gradients of the trainable
+parameters are averaged, and FLOPs and tokens are summed over ranks: a stage's compute is the whole job's.
+A step never waits for the device or the other ranks' counts: the loss and the compute totals are
+read at report points only (evaluations, checkpoints, the end).
 """
 from __future__ import annotations
 
@@ -68,7 +70,16 @@ def train(
     if checkpoint_dir and (Path(checkpoint_dir) / "state.json").exists():
         start, loss_avg, curve = _resume(Path(checkpoint_dir), named, optimizer, schedule, meter)
 
+    def settle() -> None:
+        """Read the loss and the compute so far (all ranks, same step): the only host syncs."""
+        nonlocal loss_avg
+        meter.settle(job_total)
+        if loss_avg is not None:
+            loss_avg = float(loss_avg)
+            bar.set_postfix(loss=f"{loss_avg:.3f}")
+
     def point(step: int) -> dict:
+        settle()
         p = {"step": step, **meter.totals(), **(evaluate() if evaluate else {})}
         if loss_avg is not None:
             p["loss"] = round(loss_avg, 4)
@@ -77,14 +88,14 @@ def train(
             on_eval(p)
         return p
 
-    def one_step(batches: list[dict]) -> float:
+    def one_step(batches: list[dict]) -> torch.Tensor:
         total = 0.0
         for batch in batches:
-            batch = {k: v.to(dev) for k, v in batch.items()}
+            batch = {k: _to(v, dev) for k, v in batch.items()}
             with autocast(precision, dev):
                 loss = loss_fn(batch) / accum
             loss.backward()
-            total += loss.item()
+            total = total + loss.detach()
         if world > 1:
             for p in params:
                 if p.grad is not None:
@@ -94,27 +105,40 @@ def train(
 
     job_total = (lambda counts: _sum_over_ranks(counts, dev)) if world > 1 else None
     model.train()
-    if start == 0 and evaluate:
-        point(0)
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, leave=False,
                **({"disable": True} if rank else {}))  # rank 0 honours TQDM_DISABLE
+    if start == 0 and evaluate:
+        point(0)
+    meter.begin()
     for step in bar:
         batches = [batch_at(step * accum + micro) for micro in range(accum)]
-        tokens = sum(int(b["attention_mask"].sum()) for b in batches)
-        loss = meter.step(tuple(batches[0]["input_ids"].shape), tokens, lambda: one_step(batches), job_total)
+        tokens = sum(b["attention_mask"].sum() for b in batches)
+        loss = meter.step(tuple(batches[0]["input_ids"].shape), tokens, lambda: one_step(batches))
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         loss_avg = loss if loss_avg is None else 0.95 * loss_avg + 0.05 * loss
-        bar.set_postfix(loss=f"{loss_avg:.3f}")
         done = step + 1
         if evaluate and eval_every and done % eval_every == 0 and done < steps:
             point(done)
-        if checkpoint_dir and checkpoint_every and done % checkpoint_every == 0 and rank == 0:
-            _save(Path(checkpoint_dir), done, loss_avg, curve, named, optimizer, schedule, meter)
+            meter.begin()
+        if checkpoint_dir and checkpoint_every and done % checkpoint_every == 0:
+            settle()
+            if rank == 0:
+                _save(Path(checkpoint_dir), done, loss_avg, curve, named, optimizer, schedule, meter)
+            meter.begin()
     if evaluate and (not curve or curve[-1]["step"] != steps):
         point(steps)
+    else:
+        settle()
     return {"steps": steps, "loss": loss_avg, **meter.totals(), "curve": curve}
+
+
+def _to(tensor: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """A batch tensor on `dev`; from host memory to a GPU through pinned memory, without waiting."""
+    if dev.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(dev, non_blocking=True)
+    return tensor.to(dev)
 
 
 def _broadcast(model: nn.Module) -> None:

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForMaskedLM
 
 from minimodel import models
@@ -178,3 +179,35 @@ def test_checkpoint_resume_continues_where_it_stopped(tmp_path, english_lines):
     for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), n
 
+
+class HostSyncs(TorchDispatchMode):
+    """Counts the operations that make the host wait for a GPU: reading a value (.item(), bool()) and
+    selections whose size depends on data (nonzero, boolean indexing); seen here on the CPU."""
+
+    READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::is_nonzero", "aten::unique"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name
+        indices = args[1] if name in ("aten::index", "aten::index_put_", "aten::index_put") else ()
+        if name in self.READS or any(t is not None and t.dtype is torch.bool for t in indices):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_training_steps_never_wait_for_the_device(english_lines):
+    """Masking, the masked-only loss, the optimizer and the compute meter run at static shapes and read
+    nothing back per step: the host syncs of a run do not grow with its steps (a GPU stays busy)."""
+    model, tokenizer = tiny("bert", english_lines, layers=2)
+    only_embeddings_trainable(model)
+    batches = batches_for(tokenizer, english_lines)
+    counts = []
+    for steps in (2, 6):
+        with HostSyncs() as syncs:
+            stats = train(model, lambda b: mlm_loss(model, b), batches, steps=steps, lr=1e-3, precision="fp32")
+        counts.append(syncs.count)
+        assert stats["tokens"] == steps * 8 * 32 and stats["loss"] > 0
+    assert counts[0] == counts[1], counts
