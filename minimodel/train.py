@@ -1,6 +1,6 @@
 """The one training loop every stage uses: pretrain, head restore, MiniJoint, alignment, fine-tune, relearn.
 
-AdamW over trainable parameters only, linear warmup and decay,
+AdamW (fused: one pass over each parameter) over trainable parameters only, linear warmup and decay,
 gradient accumulation, bf16 autocast (minimodel.precision), an evaluation hook, checkpoint save/resume
 (safetensors + JSON, no pickle) and a progress bar. Under torch.distributed (Ray Train's process group)
 every rank starts from rank 0's weights, trains on its own batches, the gradients of the trainable
@@ -64,7 +64,7 @@ def train(
     params = list(named.values())
     if not params:
         raise ValueError(f"{desc}: nothing to train (every parameter is frozen)")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=dev.type in ("cpu", "cuda"))
     schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * steps), steps)
     meter, curve, start, loss_avg = Meter(), [], 0, None
     if checkpoint_dir and (Path(checkpoint_dir) / "state.json").exists():

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from transformers import AutoModelForMaskedLM
+from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
 
 from minimodel import models
 from minimodel.compute import count_flops
@@ -178,6 +178,25 @@ def test_checkpoint_resume_continues_where_it_stopped(tmp_path, english_lines):
     assert [p["step"] for p in stats["curve"]] == [0, 1, 2, 3, 4, 5]
     for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), n
+
+
+def test_the_fused_optimizer_is_adamw(english_lines):
+    """train() uses the fused AdamW kernel (one pass over the embedding matrix instead of a dozen): the
+    weights it reaches are torch's reference AdamW's up to float rounding."""
+    model, tokenizer = tiny("bert", english_lines, layers=2)
+    only_embeddings_trainable(model)
+    reference, batches = copy.deepcopy(model), batches_for(tokenizer, english_lines)
+    torch.manual_seed(0)
+    train(model, lambda b: mlm_loss(model, b), batches, steps=4, lr=1e-2, warmup=0.0, precision="fp32")
+    params = [p for p in reference.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01, foreach=False, fused=False)
+    schedule = get_linear_schedule_with_warmup(opt, 0, 4)
+    torch.manual_seed(0)
+    for i in range(4):
+        mlm_loss(reference, batches(i)).backward()
+        opt.step(), schedule.step(), opt.zero_grad()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
 
 
 class HostSyncs(TorchDispatchMode):
