@@ -151,7 +151,8 @@ def machine_resources() -> list[dict[str, float]]:
     return [{"CPU": float(cpus), "GPU": float(torch.cuda.device_count())}]
 
 
-def check_resources(resources: dict, stages: dict, nodes: list[dict[str, float]], where: str) -> None:
+def check_resources(resources: dict, stages: dict, nodes: list[dict[str, float]] | None, where: str,
+                    hint: str = "") -> None:
     """What a trial and a shared-stage job ask for must fit the nodes: each trial (its own process and
     each of its Train workers) and each stage worker on some node, and a whole trial or stage job in
     the cluster at once. Ray would otherwise wait forever for resources that never come."""
@@ -167,7 +168,7 @@ def check_resources(resources: dict, stages: dict, nodes: list[dict[str, float]]
             ("stages.gpus_per_worker", stages["gpus_per_worker"], "GPU", stages["workers"])]
     for key, amount, kind, count in asks:
         if count and amount > most[kind]:
-            raise ResourceError(f"{key}: {amount:g} {kind} on one node, but {offer}")
+            raise ResourceError(f"{key}: {amount:g} {kind} on one node, but {offer}{hint}")
     trial = {k: (resources["cpus"] if k == "CPU" else resources["gpus"]) + resources["workers"] *
              resources[f"{k.lower()}s_per_worker"] for k in ("CPU", "GPU")}
     stage = {k: stages["workers"] * stages[f"{k.lower()}s_per_worker"] for k in ("CPU", "GPU")}
@@ -175,7 +176,7 @@ def check_resources(resources: dict, stages: dict, nodes: list[dict[str, float]]
         for kind in ("CPU", "GPU"):
             if need[kind] > total[kind] + 1e-9:
                 raise ResourceError(f"{key}: one {'trial' if key == 'resources' else 'stage job'} needs "
-                                    f"{need[kind]:g} {kind} in all, but {offer}")
+                                    f"{need[kind]:g} {kind} in all, but {offer}{hint}")
 
 
 def _amount(resources: dict[str, float]) -> str:

@@ -12,13 +12,14 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from minimodel.checks import ResourceError, check_resources, machine_resources  # noqa: E402
 from minimodel.config import ConfigError  # noqa: E402
 from minimodel.data import DataError  # noqa: E402
 from minimodel.models import ModelError  # noqa: E402
 from minimodel.spec import SpecError, load_spec  # noqa: E402
 
 # Bad input of any kind: one line naming the culprit, exit 2, no traceback.
-USER_ERRORS = (ConfigError, DataError, ModelError, SpecError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, ModelError, ResourceError, SpecError, FileNotFoundError)
 
 
 def cmd_trial(args: argparse.Namespace) -> None:
@@ -108,7 +109,11 @@ def cmd_validate(args: argparse.Namespace) -> None:
     """Check a spec completely (keys, types, ranges, files, languages, depths) and say what it runs."""
     from minimodel.plan import describe
 
-    print(describe(load_spec(args.spec, args.set)))
+    spec = load_spec(args.spec, args.set)
+    if not os.environ.get("RAY_ADDRESS"):  # bound for a cluster: `minimodel sweep` checks it once Ray is up
+        check_resources(spec.resources, spec.stages, machine_resources(), "this machine",
+                        "; a spec for a Ray cluster is checked against it by `minimodel sweep` (validate skips this with RAY_ADDRESS set)")
+    print(describe(spec))
     print(f"{args.spec}: valid")
 
 

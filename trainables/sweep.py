@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import ray
+import yaml
 from mlflow.exceptions import MlflowException
 from ray import tune
 from requests.exceptions import RequestException
 
-from minimodel import frontier, pipeline
+from minimodel import checks, frontier, pipeline
 from minimodel.plan import Spec
 from minimodel.spec import SpecError
 from trainables import stages, tracking, trial, tuner
@@ -74,17 +75,37 @@ def run(spec: Spec, resume: bool = False) -> int:
             f"finished trials are kept in {spec.storage}: run `minimodel sweep SPEC --resume` once it is back") from None
 
 
+def cluster_nodes() -> list[dict[str, float]] | None:
+    """CPUs and GPUs of every node the connected Ray cluster has, and of every node type its autoscaler
+    may add (the bootstrap config `ray up` leaves on the head); None when a node type does not say."""
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    bootstrap = Path("~/ray_bootstrap_config.yaml").expanduser()  # where Ray itself looks (Tune's cluster_info)
+    if bootstrap.is_file():
+        for node_type in (yaml.safe_load(bootstrap.read_text()).get("available_node_types") or {}).values():
+            if node_type.get("max_workers", 0) > 0:
+                if "CPU" not in (node_type.get("resources") or {}):
+                    return None
+                nodes.append(node_type["resources"])
+    return nodes
+
+
 def _run(spec: Spec, resume: bool) -> int:
     cache_dir, storage_path = _paths(spec)
-    sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
-                                 {"storage": spec.storage, "search_alg": spec.search_alg}, resume)
-    client = sweep.client()
-    previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
     started = not ray.is_initialized()
     if started:
         # RAY_ADDRESS (set by `ray job submit`, or by hand) joins a running cluster; else a local one starts.
         # Training bars reach the driver through Ray's tqdm (trainables/progress.py); transformers' notices do not.
         ray.init(logging_level="WARNING", runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error"}})
+    try:  # what the cluster offers, checked before any MLflow run or Train job exists
+        checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
+        sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
+                                     {"storage": spec.storage, "search_alg": spec.search_alg}, resume)
+        client = sweep.client()
+        previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
     t0 = time.time()
     try:
         records = stages.run_stages(spec.stage_configs(), cache_dir, spec.stages, storage_path, spec.name, sweep)
