@@ -1,0 +1,123 @@
+"""GPU checks of the relearning step, in one process (bench/gpu_check.sh runs it; a tiny CPU smoke path too).
+
+1. No host sync inside a training step: minimodel.train.train runs relearning steps with batches built
+   on the device (mlm_batches device=) under torch.cuda.set_sync_debug_mode("error") from the third
+   step to the one before the last (the last settles the loss and the compute, a sync by design).
+2. Step time follows FLOPs: the full model's masked-only relearning step versus depth 4, 2, 1.
+3. MFU: full-model training stages (every weight trainable, MLM, batch >= 128x128, bf16 autocast) at
+   base size, eager and torch.compile'd, as counted FLOP/s over the card's dense bf16 peak.
+Numbers go to stdout and, as JSON, to $OUT/gpu_step.json.
+
+    python3 bench/gpu_step.py                                  # a GPU, BERT-base size
+    python3 bench/gpu_step.py --device cpu --hidden 64 --layers 2 --heads 2 --vocab 500 --batch 4 --seq 32 --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import traceback
+from pathlib import Path
+
+import torch
+
+from steps import loop_ms
+from minimodel import models
+from minimodel.embeddings import only_embeddings_trainable
+from minimodel.mlm import mlm_batches, mlm_loss
+
+# Dense bf16 peak TFLOP/s (no sparsity) from the vendors' data sheets, by a substring of the device name.
+PEAK_BF16 = {"H200": 989, "H100 SXM": 989, "H100 80GB HBM3": 989, "H100 NVL": 835, "H100 PCIe": 756,
+             "A100": 312, "L40S": 362, "L4": 121, "A10G": 70, "GH200": 989, "B200": 2250}
+
+
+def peak_tflops(name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def sync_check(body, batches, steps: int) -> str:
+    """'none' when steps 2..steps-2 ran under sync_debug_mode error, else where the first sync happened."""
+    def batch_at(i: int) -> dict:
+        torch.cuda.set_sync_debug_mode("error" if 2 <= i < steps - 1 else "default")
+        return batches(i)
+
+    try:
+        loop_ms(body, lambda b: mlm_loss(body, b), batch_at, steps - 2, "bf16")
+        return "none"
+    except RuntimeError:
+        frames = [f for f in traceback.extract_tb(__import__("sys").exc_info()[2]) if "site-packages/torch" not in f.filename]
+        return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.line}" for f in reversed(frames[-4:]))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--hidden", type=int, default=768)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--vocab", type=int, default=30000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--relearn-batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--no-compile", action="store_true")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    out: dict = {"device": name, "torch": torch.__version__, "args": vars(args)}
+    print(f"# {name}, torch {torch.__version__}; BERT hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}")
+
+    words = " ".join(f"w{i}" for i in range(2 * args.vocab))
+    tokenizer = models.empty_tokenizer("bert").train_new_from_iterator([words], args.vocab)
+    full = models.build_mlm("bert", tokenizer, hidden=args.hidden, layers=args.layers, heads=args.heads,
+                            ffn=4 * args.hidden, max_len=args.seq).to(dev)
+    blocks = torch.randint(5, len(tokenizer), (1024, args.seq), dtype=torch.int32)
+    relearn = mlm_batches(blocks, tokenizer, args.relearn_batch, seed=0, device=dev)
+    only_embeddings_trainable(full)
+
+    if dev.type == "cuda":
+        out["sync_in_step"] = sync_check(full, relearn, args.steps)
+        print(f"host syncs inside a relearning step (sync_debug_mode error): {out['sync_in_step']}", flush=True)
+
+    print(f"\n## relearning step, bf16, batch {args.relearn_batch}x{args.seq}, mean of {args.steps} steps of train()")
+    print("| body | GFLOPs/step | ms/step | FLOP ratio | time ratio | efficiency |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    rows, base = [], None
+    for depth in (args.layers, 4, 2, 1):
+        if depth > args.layers or (depth == args.layers and rows):
+            continue
+        body = full if depth == args.layers else models.mini_model(full, depth, models.new_head(full)).to(dev)
+        only_embeddings_trainable(body)
+        flops, ms = loop_ms(body, lambda b: mlm_loss(body, b), relearn, args.steps, "bf16")
+        base = base or (flops, ms)
+        f_ratio, t_ratio = base[0] / flops, base[1] / ms
+        rows.append({"depth": depth, "gflops": flops / 1e9, "ms": ms, "efficiency": t_ratio / f_ratio})
+        print(f"| {'full' if depth == args.layers else f'k={depth}'} | {flops / 1e9:.1f} | {ms:.1f} | {f_ratio:.2f} | "
+              f"{t_ratio:.2f} | {t_ratio / f_ratio:.2f} |", flush=True)
+    out["relearn"] = rows
+
+    peak = peak_tflops(name)
+    print(f"\n## full-model training stage (all weights trainable), bf16, batch {args.batch}x{args.seq}; "
+          f"peak {peak or '?'} TFLOP/s dense bf16")
+    print("| mode | TFLOPs/step | ms/step | TFLOP/s | MFU |\n| --- | ---: | ---: | ---: | ---: |")
+    models.trainable(full, True)
+    stage = mlm_batches(blocks, tokenizer, args.batch, seed=1, device=dev)
+    out["stage"], flops = [], None
+    for mode in ("eager", *(() if args.no_compile else ("compiled",))):
+        if mode == "compiled":
+            full.base_model.compile()
+        counted, ms = loop_ms(full, lambda b: mlm_loss(full, b), stage, args.steps, "bf16", warmups=3)
+        flops = flops or counted  # count on the eager run: the counter does not see inside compiled graphs
+        tflops = flops / ms / 1e9
+        mfu = tflops / peak if peak else None
+        out["stage"].append({"mode": mode, "ms": ms, "tflops_per_s": tflops, "mfu": mfu})
+        print(f"| {mode} | {flops / 1e12:.2f} | {ms:.1f} | {tflops:.0f} | {f'{mfu:.0%}' if mfu else '?'} |", flush=True)
+
+    folder = Path(os.environ.get("OUT") or "/tmp")
+    (folder / "gpu_step.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
