@@ -161,6 +161,8 @@ def adapt(config: dict, spec: Spec, cache_dir: str, storage_path: str, sweep: tr
     cfg, name, tags, params = describe(spec, config, cache_dir, trial_id)
     tags["node"] = ray.get_runtime_context().get_node_id()
     book = Logbook(sweep, name, tags, params)
+    if (cache.partial(pipeline.stage_dir("adapt", cfg, cache_dir)) / "checkpoint" / "state.json").exists():
+        book.broken = True  # a retry: its run is written whole at the end, points in order (MLflow steps grow)
     book.start()
     a, res = cfg["adapt"], spec.resources
     label = f"trial {trial_id} {a['method']} {a['language']}"
