@@ -49,7 +49,12 @@ def learned(model: PreTrainedModel) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def only_embeddings_trainable(model: PreTrainedModel) -> None:
-    """Freeze everything but the word embeddings and the output bias (the standard relearning recipe)."""
+    """Freeze everything but the word embeddings and the output bias (the standard relearning recipe).
+
+    Their gradient is dense every step, not only at the batch's tokens: the decoder is tied to the
+    word embeddings and the softmax gives every row a gradient. A sparse or row-wise update would
+    change what AdamW computes; train() keeps the dense update and makes it one fused pass.
+    """
     trainable(model, False)
     model.get_input_embeddings().weight.requires_grad_(True)
     output_bias(model).requires_grad_(True)
@@ -57,7 +62,17 @@ def only_embeddings_trainable(model: PreTrainedModel) -> None:
 
 def keep_rows(model: PreTrainedModel, rows: list[int]) -> None:
     """Zero the gradients of these rows of the word embeddings and the output bias, so that they keep
-    their values (AdamW's decoupled weight decay still shrinks them by lr * decay per step)."""
-    index = torch.tensor(rows)
+    their values (AdamW's decoupled weight decay still shrinks them by lr * decay per step).
+
+    The row index is copied to the gradient's device once, not every step (a copy that waits on a GPU).
+    """
+    index = {"cpu": torch.tensor(rows)}
+
+    def zero_rows(grad: torch.Tensor) -> torch.Tensor:
+        key = str(grad.device)
+        if key not in index:
+            index[key] = index["cpu"].to(grad.device)
+        return grad.index_fill(0, index[key], 0.0)
+
     for param in (model.get_input_embeddings().weight, output_bias(model)):
-        param.register_hook(lambda grad: grad.index_fill(0, index.to(grad.device), 0.0))
+        param.register_hook(zero_rows)

@@ -11,7 +11,7 @@ from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
 
 from minimodel import models
 from minimodel.compute import count_flops
-from minimodel.embeddings import init_embeddings, learned, only_embeddings_trainable, splice
+from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
 from minimodel.mlm import masked_loss, mlm_batches, mlm_loss, pack
 from minimodel.post import minipost_model
@@ -230,3 +230,16 @@ def test_training_steps_never_wait_for_the_device(english_lines):
         counts.append(syncs.count)
         assert stats["tokens"] == steps * 8 * 32 and stats["loss"] > 0
     assert counts[0] == counts[1], counts
+
+
+def test_kept_rows_change_only_by_weight_decay(english_lines):
+    """keep_rows (train_shared false): the shared tokens' vectors only shrink by AdamW's decoupled decay."""
+    model, tokenizer = tiny("bert", english_lines, layers=2)
+    only_embeddings_trainable(model)
+    keep_rows(model, [5, 6, 7])
+    before = model.get_input_embeddings().weight.detach().clone()
+    train(model, lambda b: mlm_loss(model, b), batches_for(tokenizer, english_lines), steps=3, lr=1e-2, warmup=0.0)
+    after = model.get_input_embeddings().weight.detach()
+    decay = (1 - 1e-2 * 0.01) * (1 - 1e-2 * 0.01 * 2 / 3) * (1 - 1e-2 * 0.01 / 3)  # linear schedule over 3 steps
+    assert torch.allclose(after[5:8], before[5:8] * decay, rtol=1e-6, atol=0)
+    assert not torch.allclose(after[8:], before[8:] * decay, rtol=1e-3)
