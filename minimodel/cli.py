@@ -112,7 +112,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     spec = load_spec(args.spec, args.set)
     if not os.environ.get("RAY_ADDRESS"):  # bound for a cluster: `minimodel sweep` checks it once Ray is up
         check_resources(spec.resources, spec.stages, machine_resources(), "this machine",
-                        "; a spec for a Ray cluster is checked against it by `minimodel sweep` (validate skips this with RAY_ADDRESS set)")
+                        "; a spec for a Ray cluster is checked against it by minimodel sweep (validate skips this with RAY_ADDRESS set)")
     print(describe(spec))
     print(f"{args.spec}: valid")
 
