@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
+from mlflow.tracking import MlflowClient
 
-from minimodel import cache, pipeline
+from minimodel import cache, cli, pipeline
 from minimodel.config import trial_config
 
 
@@ -72,3 +79,138 @@ def test_two_sweeps_sharing_a_cache_build_an_entry_once(tmp_path):
     assert results == ['{"answer": 42}'] * 2  # neither read a half-written entry
     assert len(log.read_text().splitlines()) == 1  # and only one computed it
     assert cache.valid(entry) and not cache.partial(entry).exists()
+
+
+# ---- faults during a sweep: a tiny scratch model on the synthetic task, real Ray and MLflow ----
+
+def fault_spec(toy_data: dict, root: Path, **over) -> Path:
+    """A grid sweep of the synthetic task; each test its own storage and MLflow store under `root`."""
+    from tests.test_sweep import TINY
+    data = toy_data["root"]
+    trial = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
+                              "target_corpus": str(data / "corpus" / "{lang}.txt"),
+                              "task": str(data / "task" / "{lang}" / "{split}.jsonl")}}
+    spec = {"name": "faults", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
+            "trial": trial, "languages": ["xx"], "methods": ["standard"], "search_alg": "grid", "max_concurrent": 1,
+            "resources": {"cpus": 1}, "stages": {"workers": 1, "cpus_per_worker": 1}, **over}
+    path = root / "faults.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def trial_runs(root: Path) -> list:
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.get_experiment_by_name("faults").experiment_id
+    return client.search_runs([experiment], "tags.kind = 'trial'")
+
+
+def minimodel(*argv: str) -> subprocess.Popen:
+    """`minimodel ...` as a user runs it, with its own local Ray instance (RAY_ADDRESS=local: never another one)."""
+    env = {**os.environ, "RAY_ADDRESS": "local", "TQDM_DISABLE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "minimodel.cli", *map(str, argv)], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("fault", ["not writable", "nearly full"])
+def test_storage_that_cannot_take_a_sweep_is_one_line_at_start(toy_data, tmp_path, capsys, monkeypatch, fault):
+    from trainables import sweep
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    storage = blocker / "runs" if fault == "not writable" else tmp_path / "runs"  # even root cannot write below a file
+    if fault == "nearly full":  # more free space required than this disk has
+        monkeypatch.setattr(sweep, "MIN_FREE_BYTES", shutil.disk_usage(tmp_path).total + 1)
+    path = fault_spec(toy_data, tmp_path, storage=str(storage))
+    with pytest.raises(SystemExit) as done:
+        cli.main(["sweep", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = f"storage: cannot write to {storage}" if fault == "not writable" else f"free on {storage}"
+    assert done.value.code == 2 and len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "mlflow.db").exists() or not trial_runs(tmp_path)
+
+
+def _kill_trial_after_first_checkpoint(storage: Path, killed: list) -> None:
+    """SIGKILL the process of the running trial once it has checkpointed (a node lost, a machine's OOM killer)."""
+    from ray.util.state import list_actors
+    import ray
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((storage / "cache" / "adapt").glob("*.partial/checkpoint/state.json")):
+        time.sleep(0.05)
+    actors = list_actors(address=ray.get_runtime_context().gcs_address, detail=True,
+                         filters=[("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")])
+    for actor in actors:
+        os.kill(actor.pid, signal.SIGKILL)
+        killed.append(actor.pid)
+
+
+def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(toy_data, tmp_path, capsys):
+    import threading
+    import ray
+    path = fault_spec(toy_data, tmp_path, search={"adapt.batch_size": {"type": "choice", "values": [16, 2**40]}})
+    if Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1":
+        pytest.skip("memory overcommit always on: an 8 TiB request would be granted and fill the machine")
+    spec = yaml.safe_load(path.read_text())
+    spec["trial"]["adapt"].update(steps=300, eval_every=30)
+    path.write_text(yaml.safe_dump(spec))
+    killed: list[int] = []
+    ray.init(num_cpus=2, logging_level="WARNING")
+    try:
+        killer = threading.Thread(target=_kill_trial_after_first_checkpoint, args=(tmp_path / "runs", killed))
+        killer.start()
+        with pytest.raises(SystemExit) as done:
+            cli.main(["sweep", str(path)])
+        killer.join()
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    assert done.value.code == 1 and killed  # the out-of-memory trial failed, the sweep went on
+    assert "out of memory in trial standard xx at batch size 1099511627776 x 32 tokens: lower trial.adapt.batch_size" in out
+    runs = {r.data.params["adapt.batch_size"]: r for r in trial_runs(tmp_path)}
+    assert sorted(runs) == ["1099511627776", "16"] and runs["1099511627776"].info.status == "FAILED"
+    kept = runs["16"]
+    assert kept.info.status == "FINISHED" and kept.data.metrics["restarts"] == 1
+    assert kept.data.metrics["recomputed_steps"] >= 0 and kept.data.metrics["recomputed_flops"] >= 0
+    steps = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_metric_history(kept.info.run_id, "train_step")
+    assert [m.value for m in steps] == list(range(0, 301, 30))  # every point once, across both attempts
+
+
+def test_killed_driver_then_resume_finishes_the_sweep_once(toy_data, tmp_path):
+    from trainables import tracking
+    path = fault_spec(toy_data, tmp_path, search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}})
+    driver = minimodel("sweep", path)
+    try:
+        deadline = time.time() + 400
+        while not any(r.info.status == "FINISHED" for r in _trials_if_any(tmp_path)):
+            assert driver.poll() is None and time.time() < deadline, driver.stdout.read() if driver.poll() is not None else ""
+            time.sleep(0.5)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        before = {r.info.run_id: r for r in trial_runs(tmp_path) if r.info.status == "FINISHED"}
+        resumed = minimodel("sweep", path, "--resume")
+        out, _ = resumed.communicate(timeout=400)
+        assert resumed.returncode == 0, out[-3000:]
+    finally:
+        for group in (driver.pid, locals().get("resumed", driver).pid):
+            try:
+                os.killpg(group, signal.SIGKILL)  # whatever of our own Ray instances is left
+            except ProcessLookupError:
+                pass
+    after = trial_runs(tmp_path)
+    finished = [r for r in after if r.info.status == "FINISHED"]
+    assert sorted(r.data.params["adapt.lr"] for r in finished) == ["0.002", "0.005", "0.01"]
+    assert not [r for r in after if r.info.status == "RUNNING"]
+    assert all(before[k].info.end_time == r.info.end_time for r in finished for k in [r.info.run_id] if k in before)
+    # a trial finished before the kill is kept, or (Tune had not saved its end yet) replayed from the cache, not trained again
+    by_lr = {r.data.params["adapt.lr"]: r for r in finished}
+    for old in before.values():
+        new = by_lr[old.data.params["adapt.lr"]]
+        assert new.info.run_id == old.info.run_id or new.data.tags["cached"] == "true"
+    assert "shared stages: 2 (0 computed, 2 cached)" in out
+    sweep = tracking.latest_sweep(f"sqlite:///{tmp_path}/mlflow.db", "faults")
+    assert tracking.read_points(sweep)["run_id"].nunique() == 3  # the frontier counts each trial once
+
+
+def _trials_if_any(root: Path) -> list:
+    try:
+        return trial_runs(root)
+    except Exception:  # the store or experiment is not created yet
+        return []
