@@ -214,3 +214,46 @@ def _trials_if_any(root: Path) -> list:
         return trial_runs(root)
     except Exception:  # the store or experiment is not created yet
         return []
+
+
+def test_tracking_server_lost_mid_sweep_then_resume_logs_everything_once(toy_data, tmp_path):
+    from tests.test_tracking import free_port, start_server, stop_server
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path, port)
+    path = fault_spec(toy_data, tmp_path, tracking_uri=uri,
+                      search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}})
+    client = MlflowClient(uri)
+    driver = minimodel("sweep", path)
+    try:
+        deadline = time.time() + 400
+        while not _trials_at(client):  # the first trial has started logging: the server goes away
+            assert driver.poll() is None and time.time() < deadline, driver.stdout.read() if driver.poll() is not None else ""
+            time.sleep(0.5)
+        stop_server(server)
+        out, _ = driver.communicate(timeout=600)
+        assert driver.returncode == 2, out[-3000:]
+        assert out.strip().splitlines()[-1].endswith("run `minimodel sweep SPEC --resume` once it is back"), out[-3000:]
+        server = start_server(tmp_path, port)
+        resumed = minimodel("sweep", path, "--resume")
+        out, _ = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, out[-3000:]
+        runs = _trials_at(client)
+        steps = {r.data.params["adapt.lr"]: [m.value for m in client.get_metric_history(r.info.run_id, "train_step")]
+                 for r in runs}
+    finally:
+        stop_server(server)
+        for proc in (driver, locals().get("resumed", driver)):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert "shared stages: 2 (0 computed, 2 cached)" in out
+    assert sorted(r.data.params["adapt.lr"] for r in runs) == ["0.002", "0.005", "0.01"]  # each trial once
+    assert all(r.info.status == "FINISHED" for r in runs)  # none left RUNNING from the outage
+    assert all(s == list(range(0, 61, 20)) for s in steps.values()), steps  # every point of every curve, once
+
+
+def _trials_at(client: MlflowClient) -> list:
+    experiment = client.get_experiment_by_name("faults")
+    return client.search_runs([experiment.experiment_id], "tags.kind = 'trial'") if experiment else []

@@ -20,33 +20,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A light MLflow server (1 worker, no job runner: 2 processes, ~420 MiB) on 127.0.0.1."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
+def start_server(root, port: int) -> subprocess.Popen:
+    """A light MLflow server (1 worker, no job runner: 2 processes, ~420 MiB) on 127.0.0.1, storing
+    under `root`; returns once it answers."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"),
+        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "a"), start_new_session=True,
     )
-    uri = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            tracking.check_reachable(f"http://127.0.0.1:{port}", timeout=1)
+            return proc
+        except tracking.TrackingError:
+            if proc.poll() is not None:
+                pytest.fail((root / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+    stop_server(proc)
+    pytest.fail("mlflow server did not start in 120 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """The server and its worker, as a machine losing it would."""
+    os.killpg(proc.pid, 9)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    proc = start_server(root, port)
     try:
-        for _ in range(120):
-            try:
-                tracking.check_reachable(uri, timeout=1)
-                break
-            except tracking.TrackingError:
-                assert proc.poll() is None, (root / "server.log").read_text()[-2000:]
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start in 60 s")
-        yield {"uri": uri, "root": root}
+        yield {"uri": f"http://127.0.0.1:{port}", "root": root}
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def rest(uri: str, path: str) -> dict:
