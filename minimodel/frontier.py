@@ -25,6 +25,7 @@ import scipy.stats
 import pandas as pd
 
 MATCH_TOLERANCE = 0.01  # one accuracy point below the baseline's plateau counts as matching it
+RISE_STANDARD_ERRORS = 2.0  # a baseline must rise this many standard errors of one dev evaluation
 REACH_SLACK = 1e-9  # an accuracy that equals the target up to float rounding has reached it
 SMOOTH_WINDOW = 3
 BOOTSTRAP_DRAWS = 2000
@@ -177,6 +178,18 @@ def _break_even(one_off: float, saving: float) -> float:
     return one_off / saving if saving > 0 else np.inf
 
 
+def _flat(arm: _Arm, dev_items: float) -> str:
+    """Why no compute ratio against `arm` can be read, if its plateau is within noise of its start:
+    a target set by a curve that never left step 0 measures the noise of the evaluation, not learning.
+    Noise here is the binomial standard error of one evaluation on dev_items items."""
+    start = float(np.mean([c["accuracy"].iloc[0] for c in arm.curves]))
+    rise, se = float(arm.plateaus.mean()) - start, float(np.sqrt(start * (1 - start) / dev_items))
+    if not rise < RISE_STANDARD_ERRORS * se:  # also when the dev-set size is unknown
+        return ""
+    return (f"{arm.first['arm']} rises {100 * rise:.1f} points, under {RISE_STANDARD_ERRORS:g} standard errors "
+            f"of a dev evaluation ({100 * RISE_STANDARD_ERRORS * se:.1f}): no ratio to read")
+
+
 def _reading_order(item: tuple[tuple[str, str, str], _Arm]) -> tuple:
     """Plain standard's comparisons first, each baseline before the arms measured against it."""
     (language, condition, name), arm = item
@@ -203,13 +216,16 @@ def _row(arm: _Arm, target: float, base: _Arm | None, standard: _Arm | None, sta
         note = f"baseline reached target in {int(np.isfinite(base_flops).sum())}/{len(base_flops)} seeds"
     if target <= per_run["majority_accuracy"]:  # a ratio of FLOPs to reach chance says nothing
         note = "; ".join(filter(None, [note, "target at or below the majority floor"]))
+    flat = _flat(base, per_run["dev_items"]) if base is not None else ""
+    if flat:
+        ratio, lo, hi, note = NAN, NAN, NAN, "; ".join(filter(None, [note, flat]))
     if first["baseline"] == "standard":
         vs = (ratio, lo, hi)
-    elif standard is not None:
+    elif standard is not None and not _flat(standard, per_run["dev_items"]):
         vs = _ratio(_flops_all(standard, standard_target), _flops_all(arm, standard_target))[:3]
     else:
         vs = (NAN, NAN, NAN)
-    saving = base_flops.mean() - flops.mean() if len(base_flops) else NAN  # NaN unless every seed reached
+    saving = base_flops.mean() - flops.mean() if len(base_flops) and not flat else NAN  # NaN unless every seed reached
     return {
         "language": first["language"], "condition": first["condition"], "arm": first["arm"],
         "method": first["method"], "depth": first["depth"], "baseline": first["baseline"],

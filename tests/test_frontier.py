@@ -256,3 +256,18 @@ def test_a_target_below_the_majority_floor_is_flagged():
             for step, flops, acc in ((0, 0.0, 0.10), (10, 1e12, 0.12), (20, 2e12, 0.13))]
     table = frontier.summary(pd.DataFrame(rows))
     assert table["note"].str.contains("target at or below the majority floor").all()
+
+
+def test_a_baseline_that_stays_within_noise_of_its_start_gives_no_ratio():
+    """fr in the study: standard 0.314 -> plateau 0.325 on 400 dev items; a 1.27x read off that is noise."""
+    def flat(run_id, arm, seed, rise):
+        return [dict(r, dev_items=400) for r in run(run_id, arm, [(0, 0.314), (1e12, 0.314 + rise), (2e12, 0.314 + rise),
+                                                                   (3e12, 0.314 + rise)], seed=seed)]
+    noisy = by_arm(rows(*(flat(f"s{i}", "standard", i, 0.011) for i in range(3)),
+                        *(flat(f"m{i}", "minipost k=2", i, 0.011) for i in range(3)))
+                   .assign(one_off_flops=lambda t: np.where(t["arm"] == "standard", 0.0, 1e12)))
+    assert np.isnan(noisy.loc["minipost k=2", "compute_to_match"]) and np.isnan(noisy.loc["minipost k=2", "break_even_languages"])
+    assert "standard rises 1.1 points, under 2 standard errors of a dev evaluation (4.6)" in noisy.loc["minipost k=2", "note"]
+    clear = by_arm(rows(*(flat(f"s{i}", "standard", i, 0.06) for i in range(3)),
+                        *(flat(f"m{i}", "minipost k=2", i, 0.06) for i in range(3))))
+    assert clear.loc["minipost k=2", "compute_to_match"] == pytest.approx(1.0) and not clear.loc["minipost k=2", "note"]
