@@ -16,7 +16,8 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -168,18 +169,22 @@ def _save(folder: Path, step: int, loss: float, curve: list, named: dict, optimi
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     for i, s in state["state"].items():
         tensors.update({f"opt.{i}.{k}": v.contiguous() for k, v in s.items()})
-    save_file(tensors, folder / "state.safetensors")
-    meta = {"step": step, "loss": loss, "curve": curve, "param_groups": state["param_groups"],
-            "schedule": schedule.state_dict(),
-            "meter": {**meter.totals(), "per_shape": [[list(k), v] for k, v in meter.per_shape.items()]}}
-    tmp = folder / "state.json.tmp"
-    tmp.write_text(json.dumps(meta))
-    tmp.replace(folder / "state.json")
+    meta = json.dumps({"step": step, "loss": loss, "curve": curve, "param_groups": state["param_groups"],
+                       "schedule": schedule.state_dict(),
+                       "meter": {**meter.totals(), "per_shape": [[list(k), v] for k, v in meter.per_shape.items()]}})
+    # One file renamed into place holds tensors and metadata together: a run killed while saving leaves
+    # the previous checkpoint whole, never new weights beside an old step. state.json marks it for others.
+    for name, write in (("state.safetensors", lambda path: save_file(tensors, path, metadata={"meta": meta})),
+                        ("state.json", lambda path: path.write_text(meta))):
+        tmp = folder / f"{name}.tmp"
+        write(tmp)
+        tmp.replace(folder / name)
 
 
 def _resume(folder: Path, named: dict, optimizer, schedule, meter: Meter) -> tuple[int, float, list]:
-    meta = json.loads((folder / "state.json").read_text())
-    tensors = load_file(folder / "state.safetensors")
+    with safe_open(folder / "state.safetensors", "pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
     with torch.no_grad():
         for n, p in named.items():
             p.copy_(tensors[f"param.{n}"])

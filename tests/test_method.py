@@ -3,6 +3,7 @@ masked-only MLM is the same loss, FLOPs are real, and everything round-trips thr
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,6 +176,44 @@ def test_checkpoint_resume_continues_where_it_stopped(tmp_path, english_lines):
     straight, _ = run(None)
     with pytest.raises(Interrupted):  # killed after its checkpoint at step 2
         run(tmp_path / "ck", stop_at_3)
+    resumed, stats = run(tmp_path / "ck")
+    assert [p["step"] for p in stats["curve"]] == [0, 1, 2, 3, 4, 5]
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), n
+
+
+def test_a_run_killed_while_saving_resumes_from_its_previous_checkpoint(tmp_path, english_lines, monkeypatch):
+    """A kill in the middle of writing a checkpoint (here: the third save writes half its bytes and stops)
+    leaves the previous checkpoint whole; the resumed run ends where an uninterrupted one does."""
+    import minimodel.train as train_module
+    from safetensors.torch import save_file
+
+    class Killed(Exception):
+        pass
+
+    saves = []
+
+    def dying_save(tensors, path, metadata=None):
+        saves.append(path)
+        save_file(tensors, path, metadata=metadata)
+        if len(saves) == 3:
+            with open(path, "r+b") as f:
+                f.truncate(Path(path).stat().st_size // 2)
+            raise Killed
+
+    _, tokenizer = tiny("bert", english_lines)
+
+    def run(folder):
+        model = models.build_mlm("bert", tokenizer, hidden=32, layers=2, heads=2, ffn=64, max_len=32)
+        stats = train(model, lambda b: mlm_loss(model, b), batches_for(tokenizer, english_lines), steps=5, lr=1e-3,
+                      evaluate=dict, eval_every=1, checkpoint_dir=folder, checkpoint_every=1)
+        return model, stats
+
+    straight, _ = run(None)
+    monkeypatch.setattr(train_module, "save_file", dying_save)
+    with pytest.raises(Killed):
+        run(tmp_path / "ck")
+    monkeypatch.undo()
     resumed, stats = run(tmp_path / "ck")
     assert [p["step"] for p in stats["curve"]] == [0, 1, 2, 3, 4, 5]
     for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
