@@ -19,8 +19,8 @@ def joint_loss(model: PreTrainedModel, mini_head: nn.Module, depth: int, weight:
     def loss(batch: dict) -> torch.Tensor:
         hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                   output_hidden_states=True).hidden_states
-        full = masked_loss(mlm_head(model), hidden[-1], batch["labels"])
-        mini = masked_loss(mini_head, hidden[depth], batch["labels"])
+        full = masked_loss(mlm_head(model), hidden[-1], batch["labels"], batch.get("masked"))
+        mini = masked_loss(mini_head, hidden[depth], batch["labels"], batch.get("masked"))
         return full + weight * mini
 
     return loss

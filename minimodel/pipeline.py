@@ -119,7 +119,7 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
     model.to(device())
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
     held, blocks = _held_out(blocks, tokenizer, p["batch_size"])
-    batches = mlm_batches(blocks, tokenizer, p["batch_size"], cfg["seed"], rank, world)
+    batches = mlm_batches(blocks, tokenizer, p["batch_size"], cfg["seed"], rank, world, device())
     stats = {"before": mlm_eval(model, held, cfg["precision"])}
     common = dict(lr=p["lr"], warmup=p["warmup"], eval_every=p["eval_every"], checkpoint_every=200,
                   precision=cfg["precision"])
@@ -167,7 +167,7 @@ def _align(cfg: dict, cache_dir: Path, out: Path) -> dict:
     stats = {"depth": cfg["adapt"]["depth"], "full": mlm_eval(full, held, cfg["precision"]),
              "before": {**mlm_eval(mini, held, cfg["precision"]), "agreement": agreement(full, mini, held, cfg["precision"])}}
     objective = (lambda b: distill_loss(full, mini, b)) if a["objective"] == "distill" else (lambda b: mlm_loss(mini, b))
-    stats.update(train(mini, objective, mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world),
+    stats.update(train(mini, objective, mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world, device()),
                        steps=a["steps"], lr=a["lr"], warmup=a["warmup"], desc="align",
                        checkpoint_dir=out / "checkpoint", checkpoint_every=200, precision=cfg["precision"]))
     stats.update(mlm_eval(mini, held, cfg["precision"]), agreement=agreement(full, mini, held, cfg["precision"]))
@@ -236,7 +236,7 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
         return {**task.evaluate(model, dev, tokenizer, precision=cfg["precision"]), **{f"test_{k}": v for k, v in on_test.items()}}
 
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
-    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], seed, rank, world),
+    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], seed, rank, world, device()),
                   steps=a["steps"], lr=a["lr"], warmup=a["warmup"], evaluate=zero_shot,
                   eval_every=a["eval_every"], on_eval=report, checkpoint_dir=out / "checkpoint",
                   checkpoint_every=a["eval_every"], desc=f"adapt {lang} {a['method']}", precision=cfg["precision"])
