@@ -64,6 +64,6 @@ def reached(record: Path) -> tuple[str, int]:
 
 def _note(record: Path, desc: str, step: int) -> None:
     record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_name(record.name + ".tmp")
+    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")  # every DDP rank notes its step
     tmp.write_text(json.dumps({"desc": desc, "step": step}))
     tmp.replace(record)
