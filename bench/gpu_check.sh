@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All GPU checks in one command, well inside 10 minutes on one H100/H200 (its image has torch +
+# All GPU checks in one command, about 5 minutes on one H100/H200 (gpu_step.py took 45 s on an H200) (its image has torch +
 # transformers; no pip there): bench/gpu_step.py (no host sync inside a relearning step, step time
 # versus FLOPs for depth 12/4/2/1, MFU of full-model stages at BERT-base size 128x128, eager and
 # compiled) and the CUDA/bf16 code path end to end (the cipher pipeline tests).
@@ -12,5 +12,5 @@ OUT=${OUT:-/tmp}
   nvidia-smi -L
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
   timeout 420 python3 bench/gpu_step.py --steps 20
-  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_pipeline.py -k "cipher or costs_less" -s 2>&1 | grep -E "passed|failed|Error|accuracy'"
+  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_pipeline.py -k "cipher or costs_less" -s 2>&1 | grep -E "passed|failed|Error|accuracy'"
 } 2>&1 | tee "$OUT/gpu.log"
