@@ -11,6 +11,9 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray folds lines that differ only in numbers from several processes into one "[repeated Nx]" line:
+# every trial's evaluation lines and every stage's start must reach `ray job logs` as they are.
+os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"step \d+/\d+: dev accuracy|^stage \S+ \S+: computing")
 
 from minimodel.checks import ResourceError, check_resources, machine_resources  # noqa: E402
 from minimodel.config import ConfigError  # noqa: E402
