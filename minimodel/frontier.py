@@ -3,7 +3,8 @@
 Input is the points table: one row per evaluation of a trial, with run_id, language, condition,
 arm, method, depth, baseline, seed, config, step, flops (cumulative adaptation FLOPs), accuracy (dev),
 test_accuracy and the per-run constants english_accuracy (ceiling), majority_accuracy (floor),
-one_off_flops and optionally dev_items. Arms are compared only within one (language, condition):
+one_off_flops and optionally dev_items; status and stopped, where present, leave out trials cut short
+(cut_short). Arms are compared only within one (language, condition):
 
 1. hyper-parameters are chosen on dev by one rule for every arm: the config whose seeds have the
    best mean plateau (a seed's plateau: the best moving average over 3 consecutive evaluations);
@@ -109,9 +110,18 @@ def _arms(table: pd.DataFrame) -> dict[tuple[str, str, str], _Arm]:
     return {key: _choose(points) for key, points in evaluated.groupby([*GROUP, "arm"], sort=True)}
 
 
+def cut_short(table: pd.DataFrame) -> pd.Series:
+    """Rows of trials whose curve was cut short by something other than the search: failed, still
+    running, or interrupted with the sweep (tag `stopped`). They are no seeds: a partial curve would
+    count as a seed that never reached the target. Trials the scheduler stopped early (ASHA) count."""
+    status = table["status"] if "status" in table else pd.Series("FINISHED", index=table.index)
+    stopped = table["stopped"] if "stopped" in table else pd.Series("", index=table.index)
+    return status.isin(["RUNNING", "FAILED"]) | (stopped == "interrupted")
+
+
 def _prepare(table: pd.DataFrame) -> pd.DataFrame:
-    """The points with optional columns filled in, so older tables still summarise."""
-    table = table.copy()
+    """The points of counted trials with optional columns filled in, so older tables still summarise."""
+    table = table[~cut_short(table)].copy()
     for column in _OPTIONAL:
         if column not in table:
             table[column] = NAN

@@ -124,6 +124,20 @@ def test_never_reached():
     assert "not reached in 1/2 seeds" in text
 
 
+def test_trials_cut_short_are_no_seeds_but_early_stopped_ones_are():
+    partial = [(0, 0.3), (1e11, 0.4)]  # a curve cut off before it could reach the target
+    def short(run_id: str, seed: int, status: str, stopped: str = "") -> pd.DataFrame:
+        return rows(run(run_id, "minipost k=1", partial, seed=seed)).assign(status=status, stopped=stopped)
+    table = pd.concat([rows(run("s1", "standard", STANDARD, seed=1), run("p1", "minipost k=1", FAST, seed=1)),
+                       short("p2", 2, "KILLED", "interrupted"), short("p3", 3, "FAILED"), short("p4", 4, "RUNNING")])
+    s = by_arm(table)
+    assert s.loc["minipost k=1", "seeds"] == 1 and s.loc["minipost k=1", "reached"] == "1/1"
+    assert frontier.cut_short(table).groupby(table["run_id"]).all().sum() == 3
+    # the scheduler's early stop (ASHA) is part of the search: its seed counts
+    s = by_arm(pd.concat([table, short("p5", 5, "KILLED", "scheduler")]))
+    assert s.loc["minipost k=1", "seeds"] == 2 and s.loc["minipost k=1", "reached"] == "1/2"
+
+
 def test_identical_seeds_give_zero_width_intervals():
     table = rows(*[run(f"s{i}", "standard", STANDARD, seed=i) for i in range(3)],
                  *[run(f"p{i}", "minipost k=1", FAST, seed=i) for i in range(3)])

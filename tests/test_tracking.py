@@ -114,11 +114,21 @@ def test_sweep_trial_and_stage_runs(server, tmp_path):
     assert list(points["test_accuracy"]) == pytest.approx([0.25, 0.45, 0.55])
     assert set(points["method"]) == {"minipost"} and set(points["language"]) == {"de"}
 
-    # Runs left RUNNING are closed at the end of the sweep: KILLED (stopped by ASHA), FAILED (errored trials).
+    # Runs left RUNNING are closed at the end of the sweep: FAILED (errored trials), KILLED and tagged
+    # stopped=scheduler (ASHA stopped it) or stopped=interrupted (cut off: no seed of the frontier).
     crashed = tracking.start_child(sweep, "crashed", {"kind": "trial", "key": "t-err"}, {})
-    assert tracking.close_children(sweep, {"t-err"}) == 2
+    early = tracking.start_child(sweep, "early", {"kind": "trial", "key": "t-early"}, {})
+    cut = tracking.start_child(sweep, "cut", {"kind": "trial", "key": "t-cut"}, {})
+    assert tracking.close_children(sweep, {"t-err"}, {"t-early"}) == 4
     assert rest(uri, f"runs/get?run_id={stage}")["run"]["info"]["status"] == "KILLED"
     assert rest(uri, f"runs/get?run_id={crashed}")["run"]["info"]["status"] == "FAILED"
+
+    def stopped(run_id: str) -> str:
+        return {t["key"]: t["value"] for t in rest(uri, f"runs/get?run_id={run_id}")["run"]["data"]["tags"]}["stopped"]
+    assert (stopped(early), stopped(cut), stopped(stage)) == ("scheduler", "interrupted", "interrupted")
+    # a resumed sweep that ends cleanly keeps the trials Tune had ended before the interruption: their
+    # short curves were the scheduler's doing
+    assert tracking.close_children(sweep, set(), {"t-early", "t-cut"}) == 0 and stopped(cut) == "scheduler"
 
     # Artifacts go through the server's artifact proxy.
     plot = tmp_path / "frontier.csv"

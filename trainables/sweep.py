@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import ray
 import yaml
 from mlflow.exceptions import MlflowException
@@ -133,13 +134,14 @@ def _run(spec: Spec, resume: bool) -> int:
               f"Ray overhead about {overhead:.1f} s per trial")
         if errors:
             print(f"first failure: {str(errors[0]).strip().splitlines()[-1]}")
-        tracking.close_children(sweep, {Path(r.path).name for r in results if r.error})  # trial dir = trial id
+        # A trial left short by a fit that ended cleanly was stopped by the scheduler; by an interrupted one, cut off.
+        clean = results.num_terminated + results.num_errors == len(results)
+        failed = {Path(r.path).name for r in results if r.error}  # trial dir = trial id
+        stopped = {Path(r.path).name for r in results if not r.error} if clean else set()
+        tracking.close_children(sweep, failed, stopped)
         table = tracking.read_points(sweep)
         if not table.empty:
-            summary, files = frontier.write(table, _out_dir(spec, sweep))
-            tracking.log_artifacts(sweep, files)
-            print(frontier.format_table(summary))
-            print(f"frontier plot: {files[2]}")
+            report_frontier(sweep, table, _out_dir(spec, sweep))
         tracking.log_metrics(sweep, sweep.run_id, {"trials": len(results), "failed_trials": len(errors),
                                                    "wall_s": time.time() - t0, "trials_wall_s": trials_s,
                                                    "ray_overhead_s_per_trial": overhead})
@@ -148,6 +150,7 @@ def _run(spec: Spec, resume: bool) -> int:
         return 1 if errors else 0
     except BaseException:
         with contextlib.suppress(Exception):  # the store may be what failed
+            tracking.close_children(sweep)  # every trial still running was cut off
             tracking.end_run(sweep, sweep.run_id, "FAILED")
         raise
     finally:
@@ -164,8 +167,16 @@ def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None,
     table = tracking.read_points(sweep)
     if table.empty:
         raise tracking.TrackingError(f"sweep run {sweep.run_id} of {experiment!r} has no trial results")
-    summary, files = frontier.write(table, out_dir or Path.cwd() / "frontier" / experiment / sweep.run_id)
-    tracking.log_artifacts(sweep, files)
-    print(frontier.format_table(summary))
-    print(f"frontier plot: {files[2]}\nMLflow: {tracking.ui_hint(sweep)}")
+    report_frontier(sweep, table, out_dir or Path.cwd() / "frontier" / experiment / sweep.run_id)
+    print(f"MLflow: {tracking.ui_hint(sweep)}")
     return 0
+
+
+def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str | Path) -> None:
+    """Write the frontier's files, log them to the sweep's run and print its table."""
+    summary, files = frontier.write(table, out_dir)
+    tracking.log_artifacts(sweep, files)
+    if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
+        print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
+    print(frontier.format_table(summary))
+    print(f"frontier plot: {files[2]}")

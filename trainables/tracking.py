@@ -203,8 +203,9 @@ def read_points(sweep: SweepRun) -> pd.DataFrame:
         for step in sorted(curves["accuracy"]):
             point = {m: curves[m].get(step, float("nan")) for m in POINT_METRICS}
             rows.append({"run_id": run.info.run_id, **tags, "status": run.info.status,
+                         "stopped": run.data.tags.get("stopped", ""),
                          **point, "step": int(point.pop("train_step")), **constants})
-    columns = ["run_id", *TRIAL_TAGS, "status", "step", *POINT_METRICS[:-1], *RUN_CONSTANTS]
+    columns = ["run_id", *TRIAL_TAGS, "status", "stopped", "step", *POINT_METRICS[:-1], *RUN_CONSTANTS]
     table = pd.DataFrame(rows, columns=columns)
     table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(0).astype(int)
     return table
@@ -229,12 +230,26 @@ def ui_hint(sweep: SweepRun) -> str:
             "(charts: x-axis Step = adaptation GFLOPs)")
 
 
-def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset()) -> int:
-    """End child runs still RUNNING: FAILED for the given trial keys, else KILLED (stopped early by
-    ASHA, or interrupted). Returns how many."""
+def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset(),
+                   scheduled_keys: set[str] = frozenset()) -> int:
+    """End the sweep's child runs left unfinished and tag why each stopped short (`stopped`).
+
+    FAILED for failed_keys. KILLED otherwise, with stopped=scheduler for scheduled_keys (trials of a
+    Tune run that ended cleanly: the scheduler stopped them early, in this run or before a resume)
+    and stopped=interrupted for the rest (cut off with the sweep: the frontier leaves them out).
+    Returns how many runs were still RUNNING."""
     client = sweep.client()
     runs = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
-                              "and attributes.status = 'RUNNING'", max_results=10000)
+                              "and attributes.status != 'FINISHED'", max_results=10000)
+    runs = [run for run in runs if run.info.status in ("RUNNING", "KILLED")]
     for run in runs:
-        client.set_terminated(run.info.run_id, "FAILED" if run.data.tags.get("key") in failed_keys else "KILLED")
-    return len(runs)
+        key = run.data.tags.get("key")
+        if key in failed_keys:
+            client.set_terminated(run.info.run_id, "FAILED")
+            continue
+        stopped = "scheduler" if key in scheduled_keys else "interrupted"
+        if run.data.tags.get("stopped") != stopped:
+            client.set_tag(run.info.run_id, "stopped", stopped)
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED")
+    return sum(run.info.status == "RUNNING" for run in runs)
