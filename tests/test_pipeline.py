@@ -136,6 +136,17 @@ def test_trial_reports_test_curve_floor_and_one_off_cost(toy_data, cache):
     assert 0 <= align["agreement"] <= 1 and align["full"]["mlm_accuracy"] > 0
 
 
+def test_distilled_alignment_agrees_with_the_full_model_more_than_mlm_alignment(toy_data, cache):
+    """align.objective: distill trains the new top on the full model's predictions, so for the same
+    steps the mini-model stands in for the big one better than when it learns MLM on its own."""
+    mlm = pipeline.run_stage("align", toy_config(toy_data, "minipost"), cache)
+    cfg = toy_config(toy_data, "minipost")
+    cfg["align"]["objective"] = "distill"
+    distilled = pipeline.run_stage("align", cfg, cache)
+    assert distilled["before"]["agreement"] == mlm["before"]["agreement"]  # the same mini-model at the start
+    assert distilled["agreement"] > mlm["agreement"]
+
+
 def test_adaptation_seed_varies_the_run_not_the_shared_stages(toy_data, cache):
     seeds = [toy_config(toy_data, "standard", steps=20, eval_every=10, seed=s) for s in (0, 1)]
     keys = [pipeline.stage_keys(c) for c in seeds]
