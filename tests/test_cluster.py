@@ -99,10 +99,10 @@ def test_sweep_submitted_as_a_job_to_a_two_node_cluster(cluster, toy_data, tmp_p
     trial = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
                               "target_corpus": str(data / "corpus" / "{lang}.txt"),
                               "task": str(data / "task" / "{lang}" / "{split}.jsonl")},
-             "adapt": {**TINY["adapt"], "steps": 20, "eval_every": 10}}
+             "adapt": {**TINY["adapt"], "steps": 1000, "eval_every": 500}}
     spec = {"name": "multi", "storage": str(tmp_path / "runs"), "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
             "trial": trial, "languages": ["xx"], "methods": ["standard"],
-            "search": {"adapt.lr": {"type": "choice", "values": [3e-3, 1e-2]}},
+            "search": {"adapt.lr": {"type": "choice", "values": [1e-3, 3e-3, 1e-2, 3e-2]}},
             "search_alg": "grid", "max_concurrent": 2, "resources": {"cpus": 1},
             "stages": {"workers": 1, "cpus_per_worker": 1}}
     path = tmp_path / "multi.yaml"
@@ -118,7 +118,7 @@ def test_sweep_submitted_as_a_job_to_a_two_node_cluster(cluster, toy_data, tmp_p
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
     # what a user following `ray job logs -f` sees: the stage and each trial's evaluation points, not
     # folded by Ray's log deduplication into "[repeated 2x across cluster]"
-    for line, times in (("stage source", 1), ("step 10/20: dev accuracy", 2), ("trials: 2 (0 failed)", 1)):
+    for line, times in (("stage source", 1), ("step 500/1000: dev accuracy", 4), ("trials: 4 (0 failed)", 1)):
         assert logs.count(line) >= times, f"{line!r} is not {times}x in the job's logs:\n{logs[-4000:]}"
     cli = subprocess.run([str(BIN / "ray"), "job", "status", "--address", client.get_address(), job],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
@@ -128,16 +128,17 @@ def test_sweep_submitted_as_a_job_to_a_two_node_cluster(cluster, toy_data, tmp_p
     experiment = mlflow.get_experiment_by_name("multi").experiment_id
     trials = mlflow.search_runs([experiment], "tags.kind = 'trial'")
     stages = mlflow.search_runs([experiment], "tags.kind = 'stage'")
-    assert sorted(r.data.params["adapt.lr"] for r in trials) == ["0.003", "0.01"]
+    assert sorted(r.data.params["adapt.lr"] for r in trials) == ["0.001", "0.003", "0.01", "0.03"]
     assert all(r.info.status == "FINISHED" for r in trials)
     import ray.util.state as state
     nodes = {n.node_id for n in state.list_nodes(address=client.get_address())}
-    # every trial's run names the Ray node it ran on. Whether two trials land on different nodes is
-    # Ray's scheduling: here they ran one after the other on one node (a CPU stayed held after the
-    # shared stage), so spreading is not asserted until that is understood (see issue 9's note).
-    assert all(r.data.tags["node"] in nodes for r in trials), [r.data.tags["node"] for r in trials]
+    # every trial's run names the Ray node it ran on, and the trials ran on both nodes. (Trials of a
+    # few seconds all finished on the first node's actor, reused by Tune, while the second node was
+    # still starting its worker process, 20-40 s on 2 loaded cores: hence four trials of about 15 s.)
+    ran_on = [r.data.tags["node"] for r in trials]
+    assert set(ran_on) <= nodes and len(set(ran_on)) == 2, ran_on
     assert sorted(r.data.tags["stage"] for r in stages) == ["finetune", "source"]
     cache = tmp_path / "runs" / "cache"
     entries = sorted(p.parent.parent.name for p in cache.glob("*/*/manifest.json"))
-    assert [e for e in entries if e not in ("tokens", "vocab")] == ["adapt", "adapt", "finetune", "source"]
+    assert [e for e in entries if e not in ("tokens", "vocab")] == ["adapt"] * 4 + ["finetune", "source"]
     assert not list(cache.glob("*/*.partial"))
