@@ -1,6 +1,6 @@
 """The profile behind BENCHMARKS.md section 4 (H200, 2026-11-28): MFU of a BERT-base full-model stage in
 bf16, eager, without dropout and torch.compiled, and the top CUDA kernels of 3 eager steps.
-    PYTHONPATH=. python3 bench/results/h200-2026-11-28/mfu_profile.py   (a GPU; any argument: a tiny CPU smoke run)
+    PYTHONPATH=. python3 bench/results/h200-2026-11-28/mfu_profile.py   (needs a GPU)
 """
 import sys, time, torch
 sys.path.insert(0, "bench")  # steps.loop_ms
