@@ -3,13 +3,16 @@
 minimodel.train draws a tqdm bar per training loop. In a Ray worker a plain bar writes carriage
 returns into a log that Ray forwards line by line, so it is replaced here by Ray's distributed tqdm:
 the driver draws one bar per running stage or trial, updated once a second. The same bar notes the
-last step a loop finished in a small file, so that a trial killed between checkpoints knows how many
-steps its retry computes again (trial.py counts them as recomputed work).
+last step a loop finished in a small file, at most once a second and at the loop's end (a file write
+per step would cost a GPU step's time on a cluster's shared file system), so that a trial killed
+between checkpoints knows about how many steps its retry computes again (trial.py counts them as
+recomputed work; up to a second's steps may go uncounted).
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -18,6 +21,7 @@ from ray.experimental import tqdm_ray
 from minimodel import train
 
 _record: Path | None = None
+NOTE_EVERY_S = 1.0
 
 
 class Bar:
@@ -25,7 +29,7 @@ class Bar:
 
     def __init__(self, iterable: Iterable[int], desc: str = "", initial: int = 0, total: int | None = None,
                  disable: bool = False, **_: object) -> None:
-        self.iterable, self.desc = iterable, desc
+        self.iterable, self.desc, self.total, self.noted = iterable, desc, total, 0.0
         quiet = disable or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
         self.bar = None if quiet else tqdm_ray.tqdm(desc=desc, total=total, flush_interval_s=2.0)
         if self.bar:
@@ -36,8 +40,9 @@ class Bar:
             yield step
             if self.bar:
                 self.bar.update(1)
-            if _record:
+            if _record and (time.monotonic() - self.noted >= NOTE_EVERY_S or step + 1 == self.total):
                 _note(_record, self.desc, step + 1)
+                self.noted = time.monotonic()
         if self.bar:
             self.bar.close()
 

@@ -125,7 +125,8 @@ def run_counted(cfg: dict, cache_dir: str, report: Callable[[dict], None]) -> di
     if loop.startswith("adapt") and step:
         state = folder / "state.json"
         resumed_at = json.loads(state.read_text())["step"] if state.exists() else 0
-        counts = {"restarts": counts["restarts"] + 1, "recomputed_steps": counts["recomputed_steps"] + step - resumed_at}
+        counts = {"restarts": counts["restarts"] + 1,
+                  "recomputed_steps": counts["recomputed_steps"] + max(0, step - resumed_at)}
         folder.mkdir(parents=True, exist_ok=True)
         counts_file.write_text(json.dumps(counts))
     progress.use_ray_bars(folder / "reached.json")
