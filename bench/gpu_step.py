@@ -4,8 +4,9 @@
    on the device (mlm_batches device=) under torch.cuda.set_sync_debug_mode("error") from the third
    step to the one before the last (the last settles the loss and the compute, a sync by design).
 2. Step time follows FLOPs: the full model's masked-only relearning step versus depth 4, 2, 1.
-3. MFU: full-model training stages (every weight trainable, MLM, batch >= 128x128, bf16 autocast) at
-   base size, eager and torch.compile'd, as counted FLOP/s over the card's dense bf16 peak.
+3. MFU: full-model training stages (every weight trainable, MLM, batch >= 128x128) at base size, as
+   counted FLOP/s over the card's dense bf16 peak: bf16 autocast over fp32 weights (what the pipeline
+   does) and bf16 weights (what the casts cost), each eager and torch.compile'd.
 Numbers go to stdout and, as JSON, to $OUT/gpu_step.json.
 
     python3 bench/gpu_step.py                                  # a GPU, BERT-base size
@@ -14,6 +15,7 @@ Numbers go to stdout and, as JSON, to $OUT/gpu_step.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import traceback
@@ -25,6 +27,7 @@ from steps import loop_ms
 from minimodel import models
 from minimodel.embeddings import only_embeddings_trainable
 from minimodel.mlm import mlm_batches, mlm_loss
+from minimodel.precision import autocast
 
 # Dense bf16 peak TFLOP/s (no sparsity) from the vendors' data sheets, by a substring of the device name.
 PEAK_BF16 = {"H200": 989, "H100 SXM": 989, "H100 80GB HBM3": 989, "H100 NVL": 835, "H100 PCIe": 756,
@@ -107,15 +110,23 @@ def main() -> None:
     print("| mode | TFLOPs/step | ms/step | TFLOP/s | MFU |\n| --- | ---: | ---: | ---: | ---: |")
     models.trainable(full, True)
     stage = mlm_batches(blocks, tokenizer, args.batch, seed=1, device=dev)
+    pure = copy.deepcopy(full).to(torch.bfloat16)  # no fp32 master weights: what the casts cost, not a recipe
     out["stage"], flops = [], None
-    for mode in ("eager", *(() if args.no_compile else ("compiled",))):
-        loss = (lambda b: mlm_loss(full, b)) if mode == "eager" else torch.compile(lambda b: mlm_loss(full, b))
-        counted, ms = loop_ms(full, loss, stage, args.steps, "bf16", warmups=3)
-        flops = flops or counted  # count on the eager run: the counter does not see inside compiled graphs
-        tflops = flops / ms / 1e9
-        mfu = tflops / peak if peak else None
-        out["stage"].append({"mode": mode, "ms": ms, "tflops_per_s": tflops, "mfu": mfu})
-        print(f"| {mode} | {flops / 1e12:.2f} | {ms:.1f} | {tflops:.0f} | {f'{mfu:.0%}' if mfu else '?'} |", flush=True)
+    for compiled in (False, *(() if args.no_compile else (True,))):
+        for mode, model, precision in (("fp32 weights, bf16 autocast", full, "bf16"), ("bf16 weights", pure, "fp32")):
+            loss = lambda b, model=model: mlm_loss(model, b)  # noqa: E731
+            if compiled:
+                loss = torch.compile(loss)
+                with autocast(precision, dev):  # compile outside the FLOP counter: called first under it, it never compiles
+                    loss(stage(0)).backward()
+                model.zero_grad(set_to_none=True)
+            counted, ms = loop_ms(model, loss, stage, args.steps, precision, warmups=3)
+            flops = flops or counted  # counted on the first, eager run
+            tflops = flops / ms / 1e9
+            mfu = tflops / peak if peak else None
+            name = f"{'compiled' if compiled else 'eager'}, {mode}"
+            out["stage"].append({"mode": name, "ms": ms, "tflops_per_s": tflops, "mfu": mfu})
+            print(f"| {name} | {flops / 1e12:.2f} | {ms:.1f} | {tflops:.0f} | {f'{mfu:.0%}' if mfu else '?'} |", flush=True)
 
     folder = Path(os.environ.get("OUT") or "/tmp")
     (folder / "gpu_step.json").write_text(json.dumps(out, indent=1))
