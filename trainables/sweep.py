@@ -96,7 +96,9 @@ def _run(spec: Spec, resume: bool) -> int:
     if started:
         # RAY_ADDRESS (set by `ray job submit`, or by hand) joins a running cluster; else a local one starts.
         # Training bars reach the driver through Ray's tqdm (trainables/progress.py); transformers' notices do not.
-        ray.init(logging_level="WARNING", runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error"}})
+        # Ray Train re-sends a worker's print() through its logger as well as to stdout (every line twice).
+        ray.init(logging_level="WARNING", runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error",
+                                                                    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
     try:  # what the cluster offers, checked before any MLflow run or Train job exists
         checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
         sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
