@@ -139,7 +139,9 @@ def cmd_frontier(args: argparse.Namespace) -> None:
         uri, experiment = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}", args.experiment
     else:
         raise SpecError("frontier: give a SPEC or --experiment NAME")
-    show_frontier(uri, experiment, args.run_id, args.out)
+    if not 0 <= args.tolerance < 1:
+        raise SpecError(f"--tolerance {args.tolerance:g}: an accuracy difference, at least 0 and below 1 (0.01 is one point)")
+    show_frontier(uri, experiment, args.run_id, args.out, args.tolerance)
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
@@ -191,6 +193,9 @@ def parser() -> argparse.ArgumentParser:
     front.add_argument("--tracking-uri", help="default: the spec's, else sqlite:///./mlflow.db")
     front.add_argument("--run-id", help="parent run of the sweep (default: the latest)")
     front.add_argument("--out", help="folder for frontier.csv, frontier_points.csv, frontier.png")
+    front.add_argument("--tolerance", type=float, default=0.01,
+                       help="the target is the baseline's plateau minus this accuracy (default 0.01: one point); "
+                            "a larger one asks what reaching a lower accuracy costs")
     front.set_defaults(run=cmd_frontier)
 
     exp = sub.add_parser("export", help="write a trial's adapted model as a standalone Hugging Face folder")

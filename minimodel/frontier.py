@@ -455,11 +455,12 @@ def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None
     return path
 
 
-def write(table: pd.DataFrame, out_dir: str | Path) -> tuple[pd.DataFrame, list[Path]]:
+def write(table: pd.DataFrame, out_dir: str | Path,
+          tolerance: float = MATCH_TOLERANCE) -> tuple[pd.DataFrame, list[Path]]:
     """Summary (CSV and markdown), plot, Pareto points and mean curves into out_dir; files[2] is the plot."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = summary(table)
+    result = summary(table, tolerance)
     files = [out / "frontier.csv", out / "frontier.md", out / "frontier.png", out / "frontier_points.csv",
              out / "frontier_curves.csv"]
     result.to_csv(files[0], index=False)

@@ -107,6 +107,7 @@ CASES = [
     ("local loading-script folder", "validate {spec} --set trial.data.target_corpus=hf:{root}/oldcorpus",
      "oldcorpus is a loading-script dataset"),
     ("GPUs this machine lacks", "validate {spec} --set resources.gpus=4", "resources.gpus: 4 GPU on one node, but this machine has"),
+    ("frontier tolerance out of range", "frontier {spec} --tolerance 2", "--tolerance 2: an accuracy difference"),
     ("unreachable tracking server", "sweep {spec} --set tracking_uri=http://127.0.0.1:{port}",
      "tracking_uri: cannot reach MLflow at http://127.0.0.1:{port}"),
 ]

@@ -8,6 +8,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import ray
 import yaml
@@ -121,6 +122,14 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys):
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
     assert sorted(a.path for a in client.list_artifacts(parent.info.run_id)) == \
         ["frontier.csv", "frontier.md", "frontier.png", "frontier_curves.csv", "frontier_points.csv"]
+
+    # Read back from MLflow, with a target 5 points under the baseline's plateau instead of 1.
+    capsys.readouterr()
+    cli.main(["frontier", str(spec_path), "--tolerance", "0.05", "--out", str(spec_path.parent / "loose")])
+    assert "frontier plot:" in capsys.readouterr().out
+    strict = pd.read_csv(spec_path.parent / "runs" / "toy" / parent.info.run_id / "frontier.csv")
+    loose = pd.read_csv(spec_path.parent / "loose" / "frontier.csv")
+    assert list(strict["target"] - loose["target"]) == pytest.approx([0.04] * len(strict))
 
     # The same sweep again: every stage and every trial comes from the cache; no Train job starts.
     assert sweep(spec_path, "--set", "trial.adapt.steps=40") == 0

@@ -160,7 +160,8 @@ def _run(spec: Spec, resume: bool) -> int:
             ray.shutdown()
 
 
-def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None, out_dir: str | None = None) -> int:
+def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None, out_dir: str | None = None,
+                  tolerance: float = frontier.MATCH_TOLERANCE) -> int:
     """Read a sweep's trials back from MLflow, print the frontier table, write and log CSV and plot."""
     tracking.check_reachable(tracking_uri)
     sweep = tracking.latest_sweep(tracking_uri, experiment)
@@ -169,14 +170,15 @@ def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None,
     table = tracking.read_points(sweep)
     if table.empty:
         raise tracking.TrackingError(f"sweep run {sweep.run_id} of {experiment!r} has no trial results")
-    report_frontier(sweep, table, out_dir or Path.cwd() / "frontier" / experiment / sweep.run_id)
+    report_frontier(sweep, table, out_dir or Path.cwd() / "frontier" / experiment / sweep.run_id, tolerance)
     print(f"MLflow: {tracking.ui_hint(sweep)}")
     return 0
 
 
-def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str | Path) -> None:
+def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str | Path,
+                    tolerance: float = frontier.MATCH_TOLERANCE) -> None:
     """Write the frontier's files, log them to the sweep's run and print its table."""
-    summary, files = frontier.write(table, out_dir)
+    summary, files = frontier.write(table, out_dir, tolerance)
     tracking.log_artifacts(sweep, files)
     if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
         print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
