@@ -130,6 +130,8 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys):
     strict = pd.read_csv(spec_path.parent / "runs" / "toy" / parent.info.run_id / "frontier.csv")
     loose = pd.read_csv(spec_path.parent / "loose" / "frontier.csv")
     assert list(strict["target"] - loose["target"]) == pytest.approx([0.04] * len(strict))
+    assert "tolerance-0.05/frontier.csv" in [a.path for a in MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db")
+                                             .list_artifacts(parent.info.run_id, "tolerance-0.05")]
 
     # The same sweep again: every stage and every trial comes from the cache; no Train job starts.
     assert sweep(spec_path, "--set", "trial.adapt.steps=40") == 0

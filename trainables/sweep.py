@@ -179,7 +179,9 @@ def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str 
                     tolerance: float = frontier.MATCH_TOLERANCE) -> None:
     """Write the frontier's files, log them to the sweep's run and print its table."""
     summary, files = frontier.write(table, out_dir, tolerance)
-    tracking.log_artifacts(sweep, files)
+    # another tolerance goes beside the sweep's own frontier files, not over them
+    folder = None if tolerance == frontier.MATCH_TOLERANCE else f"tolerance-{tolerance:g}"
+    tracking.log_artifacts(sweep, files, folder=folder)
     if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
         print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
     print(frontier.format_table(summary))

@@ -178,10 +178,10 @@ def end_run(sweep: SweepRun, run_id: str, status: str = "FINISHED") -> None:
     sweep.client().set_terminated(run_id, status)
 
 
-def log_artifacts(sweep: SweepRun, files: list[Path], run_id: str | None = None) -> None:
+def log_artifacts(sweep: SweepRun, files: list[Path], run_id: str | None = None, folder: str | None = None) -> None:
     client = sweep.client()
     for path in files:
-        client.log_artifact(run_id or sweep.run_id, str(path))
+        client.log_artifact(run_id or sweep.run_id, str(path), folder)
 
 
 def read_points(sweep: SweepRun) -> pd.DataFrame:
