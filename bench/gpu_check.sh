@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# All GPU checks in one command, about 5 minutes on one H100/H200 (gpu_step.py took 45 s on an H200) (its image has torch +
-# transformers; no pip there): bench/gpu_step.py (no host sync inside a relearning step, step time
-# versus FLOPs for depth 12/4/2/1, MFU of full-model stages at BERT-base size 128x128, eager and
-# compiled) and the CUDA/bf16 code path end to end (the cipher pipeline tests).
+# All GPU checks in one command, about 4 minutes on one H100/H200 (its image has torch + transformers;
+# no pip there): bench/gpu_step.py (no host sync inside a relearning step, step time versus FLOPs
+# for depth 12/4/2/1, MFU of full-model stages at BERT-base size, bf16 autocast and bf16 weights,
+# eager and compiled; 45 s on an H200 before the compiled variants) and the CUDA/bf16 code path end
+# to end (the cipher pipeline tests).
 # Log to $OUT/gpu.log and numbers to $OUT/gpu_step.json when OUT is set.
 #     bash bench/gpu_check.sh
 set -uo pipefail
