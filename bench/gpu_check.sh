@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All GPU checks in one command, about 4 minutes on one H100/H200 (its image has torch + transformers;
+# All GPU checks in one command, well inside 10 minutes on one H100/H200 (its image has torch + transformers;
 # no pip there): bench/gpu_step.py (no host sync inside a relearning step, step time versus FLOPs
 # for depth 12/4/2/1, MFU of full-model stages at BERT-base size, bf16 autocast and bf16 weights,
 # eager and compiled; 45 s on an H200 before the compiled variants) and the CUDA/bf16 code path end
