@@ -19,7 +19,6 @@ independently, 2000 draws, numpy Generator seeded 0); accuracies by Student t. O
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.stats
@@ -45,7 +44,7 @@ NAN = float("nan")
 
 
 @dataclass(frozen=True)
-class _Arm:
+class Arm:
     """One arm's chosen config and the dev/test curves of its seeds (in step order)."""
     first: pd.Series  # an evaluation row: language, condition, arm, method, depth, baseline
     config: str
@@ -88,7 +87,7 @@ def _smoothed_best(accuracy: np.ndarray) -> float:
     return float((np.convolve(accuracy, np.ones(width), mode="valid") / width).max())
 
 
-def _choose(points: pd.DataFrame) -> _Arm:
+def _choose(points: pd.DataFrame) -> Arm:
     """The config with the best mean plateau over its seeds (ties: first config string) and its seeds.
 
     `points` are one arm's evaluations with a dev accuracy."""
@@ -101,10 +100,10 @@ def _choose(points: pd.DataFrame) -> _Arm:
     score = {config: np.mean([plateau[r] for r in ids]) for config, ids in configs.items()}
     config = min(score, key=lambda c: (-score[c], c))
     ids = configs[config]
-    return _Arm(runs[ids[0]].iloc[0], config, [runs[r] for r in ids], np.array([plateau[r] for r in ids]))
+    return Arm(runs[ids[0]].iloc[0], config, [runs[r] for r in ids], np.array([plateau[r] for r in ids]))
 
 
-def _arms(table: pd.DataFrame) -> dict[tuple[str, str, str], _Arm]:
+def chosen_arms(table: pd.DataFrame) -> dict[tuple[str, str, str], Arm]:
     """Every (language, condition, arm) with at least one dev evaluation, its config chosen on dev."""
     evaluated = table.dropna(subset=["flops", "accuracy"])
     return {key: _choose(points) for key, points in evaluated.groupby([*GROUP, "arm"], sort=True)}
@@ -119,7 +118,7 @@ def cut_short(table: pd.DataFrame) -> pd.Series:
     return status.isin(["RUNNING", "FAILED"]) | (stopped == "interrupted")
 
 
-def _prepare(table: pd.DataFrame) -> pd.DataFrame:
+def prepare(table: pd.DataFrame) -> pd.DataFrame:
     """The points of counted trials with optional columns filled in, so older tables still summarise."""
     table = table[~cut_short(table)].copy()
     for column in _OPTIONAL:
@@ -152,7 +151,7 @@ def _test_at(curve: pd.DataFrame, flops: float) -> float:
     return float(np.interp(flops, test["flops"], test["test_accuracy"]))
 
 
-def _flops_all(arm: _Arm, target: float) -> np.ndarray:
+def _flops_all(arm: Arm, target: float) -> np.ndarray:
     """Each seed's FLOPs to the target (NaN where never reached)."""
     return np.array([_flops_to(curve, target) for curve in arm.curves])
 
@@ -188,7 +187,7 @@ def _break_even(one_off: float, saving: float) -> float:
     return one_off / saving if saving > 0 else np.inf
 
 
-def _flat(arm: _Arm, dev_items: float) -> str:
+def _flat(arm: Arm, dev_items: float) -> str:
     """Why no compute ratio against `arm` can be read, if its plateau is within noise of its start:
     a target set by a curve that never left step 0 measures the noise of the evaluation, not learning.
     Noise here is the binomial standard error of one evaluation on dev_items items."""
@@ -200,14 +199,14 @@ def _flat(arm: _Arm, dev_items: float) -> str:
             f"of a dev evaluation ({100 * RISE_STANDARD_ERRORS * se:.1f}): no ratio to read")
 
 
-def _reading_order(item: tuple[tuple[str, str, str], _Arm]) -> tuple:
+def reading_order(item: tuple[tuple[str, str, str], Arm]) -> tuple:
     """Plain standard's comparisons first, each baseline before the arms measured against it."""
     (language, condition, name), arm = item
     baseline = arm.first["baseline"]
     return language, condition, baseline != "standard", baseline, name != baseline, name
 
 
-def _row(arm: _Arm, target: float, base: _Arm | None, standard: _Arm | None, standard_target: float) -> dict:
+def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standard_target: float) -> dict:
     """One summary row: the arm's curves measured against its baseline's target (and plain standard's)."""
     first = arm.first
     chosen = pd.concat(arm.curves)
@@ -268,10 +267,10 @@ def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataF
     """
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    table = _prepare(table)
-    arms = _arms(table)
+    table = prepare(table)
+    arms = chosen_arms(table)
     rows = []
-    for (language, condition, name), arm in sorted(arms.items(), key=_reading_order):
+    for (language, condition, name), arm in sorted(arms.items(), key=reading_order):
         group = {a: other for (lang, cond, a), other in arms.items() if (lang, cond) == (language, condition)}
         targets = {a: float(other.plateaus.mean()) - tolerance for a, other in group.items()}
         baseline = arm.first["baseline"]
@@ -287,7 +286,7 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
     there count (the `seeds` column), so the mean never extrapolates a curve.
     """
     rows = []
-    for (language, condition, name), arm in _arms(_prepare(table)).items():
+    for (language, condition, name), arm in chosen_arms(prepare(table)).items():
         grid = np.unique(np.concatenate([c["flops"].to_numpy(dtype=float) for c in arm.curves]))
         values = np.array([np.where((grid >= c["flops"].min()) & (grid <= c["flops"].max()),
                                     np.interp(grid, c["flops"], c["accuracy"]), NAN) for c in arm.curves])
@@ -295,177 +294,3 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
             mean, lo, hi = _t_interval(column)
             rows.append([language, condition, name, arm.config, x, mean, lo, hi, int(np.isfinite(column).sum())])
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
-
-
-def _acc(x: float) -> str:
-    return "-" if np.isnan(x) else f"{x:.3f}"
-
-
-def _flops(x: float) -> str:
-    return "-" if np.isnan(x) else "0" if x == 0 else f"{x:.3g}"
-
-
-def _times(x: float, lo: float, hi: float) -> str:
-    """A ratio with its interval; small ratios keep two significant digits instead of showing 0.00x."""
-    def one(v: float) -> str:
-        return "inf" if np.isinf(v) else f"{v:.2f}x" if v >= 0.1 else f"{v:.2g}x"
-    if np.isnan(x):
-        return "-"
-    return one(x) + (f" [{one(lo)[:-1]}, {one(hi)[:-1]}]" if np.isfinite(lo) and np.isfinite(hi) else "")
-
-
-def _interval(mean: float, lo: float, hi: float) -> str:
-    return _acc(mean) + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "")
-
-
-def _match(row: pd.Series) -> str:
-    """compute_to_match as a ratio, or how the arm fell short of the target."""
-    done, _, total = row["reached"].partition("/")
-    if total and done != total:
-        short = f", {100 * row['shortfall']:.1f} points short" if row["shortfall"] > 0 else ""
-        return f"not reached in {int(total) - int(done)}/{total} seeds{short}"
-    return _times(row["compute_to_match"], row["compute_to_match_lo"], row["compute_to_match_hi"])
-
-
-def _span(values: pd.Series) -> str:
-    values = values.dropna()
-    lo, hi = (values.min(), values.max()) if len(values) else (NAN, NAN)
-    return _acc(lo) if lo == hi or np.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
-
-
-def _header(rows: pd.DataFrame) -> str:
-    """A (language, condition): ceiling, floor, the targets of its baselines, the dev-set size."""
-    language, condition = rows.iloc[0][GROUP]
-    targets = rows.drop_duplicates("baseline")
-    text = (f"{language} / {condition or '-'}: ceiling (English) {_span(rows['english_accuracy'])}, "
-            f"floor (majority) {_span(rows['majority_accuracy'])}, target "
-            + ", ".join(f"{_acc(t)} (vs {b})" for b, t in zip(targets["baseline"], targets["target"])))
-    items = rows["dev_items"].dropna()
-    return text + (f", dev items {int(items.iloc[0])}" if len(items) else "")
-
-
-_HEADS = ["arm", "config", "seeds", "dev step0 -> final", "test at target", "FLOPs to target",
-          "compute_to_match", "vs standard", "one-off FLOPs", "break-even languages", "note"]
-
-
-def _cells(row: pd.Series) -> list[str]:
-    """One arm's line; '*' marks test accuracy taken at the final evaluation for unreached seeds."""
-    done, _, total = row["reached"].partition("/")
-    return [row["arm"], row["config"], str(row["seeds"]),
-            f"{_acc(row['step0_accuracy'])} -> "
-            + _interval(row["final_accuracy"], row["final_accuracy_lo"], row["final_accuracy_hi"]),
-            _interval(row["test_at_target"], row["test_at_target_lo"], row["test_at_target_hi"])
-            + ("*" if done != total else ""),
-            _flops(row["flops_to_target"]), _match(row),
-            "" if row["baseline"] == "standard" else
-            _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"]),
-            _flops(row["one_off_flops"]), "-" if np.isnan(row["break_even_languages"]) else
-            "inf" if np.isinf(row["break_even_languages"]) else f"{row['break_even_languages']:.3g}",
-            row["note"]]
-
-
-def _blocks(summary: pd.DataFrame) -> tuple[list[tuple[str, list[list[str]]]], str]:
-    """Per (language, condition) its header and lines of cells (columns empty in every line left out),
-    and the footnote that says how to read them."""
-    blocks, starred = [], False
-    for _, rows in summary.groupby(GROUP, sort=False):
-        lines = [_cells(row) for _, row in rows.iterrows()]
-        keep = [i for i in range(len(_HEADS)) if i == 0 or any(line[i] for line in lines)]
-        blocks.append((_header(rows), [[line[i] for i in keep] for line in [_HEADS, *lines]]))
-        starred = starred or any(line[4].endswith("*") for line in lines)
-    note = "Intervals: 95% over seeds (Student t for accuracies, percentile bootstrap for compute ratios)."
-    star = "* some seeds never reached the target: their test accuracy is the final evaluation's. "
-    return blocks, star * starred + note
-
-
-def format_table(summary: pd.DataFrame) -> str:
-    """The summary as aligned text for the terminal, one block per (language, condition)."""
-    blocks, footnote = _blocks(summary)
-    text = []
-    for header, lines in blocks:
-        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-        body = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
-        text.append("\n".join([header, *body]))
-    return "\n\n".join([*text, footnote])
-
-
-def format_markdown(summary: pd.DataFrame) -> str:
-    """The summary as markdown (RESULTS.md, the MLflow parent run): a header line and table per group."""
-    blocks, footnote = _blocks(summary)
-    text = []
-    for header, lines in blocks:
-        lines.insert(1, ["---"] * len(lines[0]))
-        table = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines)
-        text.append(f"**{header}**\n\n{table}")
-    return "\n\n".join([*text, footnote]) + "\n"
-
-
-def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None = None) -> Path:
-    """One panel per (language, condition): each arm's mean dev curve with its band over seeds, faint
-    seeds, the targets dashed, the English ceiling and majority floor dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = _prepare(table)
-    result = summary(table) if precomputed is None else precomputed
-    arms, mean = _arms(table), curves(table)
-    groups = sorted({key[:2] for key in arms})
-    cols = min(len(groups), 3) or 1
-    rows = -(-len(groups) // cols) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.8 * rows), squeeze=False, sharey=True)
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    names = dict.fromkeys(key[2] for key, _ in sorted(arms.items(), key=_reading_order))
-    colors = {a: palette[i % len(palette)] for i, a in enumerate(names)}
-    positive = table.loc[table["flops"] > 0, "flops"]
-    for ax, (language, condition) in zip(axes.flat, groups):
-        for (lang, cond, name), arm in sorted(arms.items(), key=_reading_order):
-            if (lang, cond) != (language, condition):
-                continue
-            for c in arm.curves:
-                ax.plot(c["flops"], c["accuracy"], color=colors[name], alpha=0.2, lw=0.8)
-            line = mean[(mean["language"] == lang) & (mean["condition"] == cond) & (mean["arm"] == name)]
-            ax.plot(line["flops"], line["accuracy"], color=colors[name], lw=1.8, label=name)
-            ax.fill_between(line["flops"], line["lo"], line["hi"], color=colors[name], alpha=0.2, lw=0)
-        rows_here = result[(result["language"] == language) & (result["condition"] == condition)]
-        for baseline, target in rows_here.drop_duplicates("baseline")[["baseline", "target"]].itertuples(index=False):
-            ax.axhline(target, color=colors.get(baseline, "grey"), ls="--", lw=1, label=f"target vs {baseline}")
-        for column, label in (("english_accuracy", "English"), ("majority_accuracy", "majority")):
-            for value in rows_here[column].dropna().unique():
-                ax.axhline(value, color="black", ls=":", lw=1)
-                ax.annotate(label, (0, value), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
-        # symlog keeps the 0-FLOPs evaluation (the initial embeddings) on a log-like axis
-        ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
-        ax.set_xlim(left=0)
-        ax.set_title(f"{language} / {condition}" if condition else str(language), fontsize=10)
-        ax.set_xlabel("adaptation FLOPs")
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(groups):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("zero-shot dev accuracy")
-    legend = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 4), fontsize=8)
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * -(-len(legend) // 4) / rows, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write(table: pd.DataFrame, out_dir: str | Path,
-          tolerance: float = MATCH_TOLERANCE) -> tuple[pd.DataFrame, list[Path]]:
-    """Summary (CSV and markdown), plot, Pareto points and mean curves into out_dir; files[2] is the plot."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = summary(table, tolerance)
-    files = [out / "frontier.csv", out / "frontier.md", out / "frontier.png", out / "frontier_points.csv",
-             out / "frontier_curves.csv"]
-    result.to_csv(files[0], index=False)
-    files[1].write_text(format_markdown(result))
-    plot(table, files[2], result)
-    frontiers(table).to_csv(files[3], index=False)
-    curves(table).to_csv(files[4], index=False)
-    return result, files

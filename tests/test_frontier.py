@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from minimodel import frontier
+from minimodel import frontier, frontier_report
 
 PLATEAU = [(3e14, 0.80), (4e14, 0.80), (5e14, 0.80)]  # a flat tail: a smoothed best of exactly 0.80
 
@@ -74,7 +74,7 @@ def test_one_target_for_every_method():
     assert s.loc["standard", "flops_to_target"] <= 1e12
     assert s.loc["minipost k=1", "flops_to_target"] == pytest.approx(1e13)
     assert s.loc["minipost k=1", "compute_to_match"] < 0.1
-    text = frontier.format_table(s.reset_index())
+    text = frontier_report.format_table(s.reset_index())
     assert "0.099x" in text and "10.00x" not in text
 
 
@@ -92,7 +92,7 @@ def test_baseline_at_target_before_adaptation():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s = by_arm(rows(run("s", "standard", flat), run("p", "minipost k=1", [(0, 0.6), (1e11, 0.6)])))
-        text = frontier.format_table(s.reset_index())
+        text = frontier_report.format_table(s.reset_index())
     assert s["compute_to_match"].isna().all()
     assert (s["note"] == "baseline at target before adaptation").all()
     assert "0.00x" not in text and "baseline at target before adaptation" in text
@@ -102,7 +102,7 @@ def test_arm_at_target_before_any_compute_is_infinite():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s = by_arm(rows(run("s", "standard", STANDARD), run("p", "minipost k=1", [(0, 0.6), (1e11, 0.6)])))
-        text = frontier.format_table(s.reset_index())
+        text = frontier_report.format_table(s.reset_index())
     assert math.isinf(s.loc["minipost k=1", "compute_to_match"])
     assert s.loc["minipost k=1", "note"] == "at target before any adaptation compute"
     assert "inf" in text
@@ -119,7 +119,7 @@ def test_never_reached():
     assert s.loc["minipost k=2", "shortfall"] == pytest.approx(0.04)
     assert s.loc["minipost k=1", "shortfall"] == pytest.approx(0.59 - (0.69 + 0.55) / 2)
     assert math.isnan(s.loc["standard", "shortfall"])
-    text = frontier.format_table(s.reset_index())
+    text = frontier_report.format_table(s.reset_index())
     assert "not reached in 2/2 seeds, 4.0 points short" in text
     assert "not reached in 1/2 seeds" in text
 
@@ -145,7 +145,7 @@ def test_identical_seeds_give_zero_width_intervals():
     assert s["seeds"] == 3
     assert s["compute_to_match_lo"] == s["compute_to_match_hi"] == pytest.approx(s["compute_to_match"])
     assert s["final_accuracy_lo"] == s["final_accuracy_hi"] == pytest.approx(s["final_accuracy"])
-    assert "[12.67, 12.67]" in frontier.format_table(by_arm(table).reset_index())
+    assert "[12.67, 12.67]" in frontier_report.format_table(by_arm(table).reset_index())
 
 
 def test_differing_seeds_give_intervals_around_the_mean_deterministically():
@@ -189,7 +189,7 @@ def test_minijoint_against_its_own_baseline_and_plain_standard():
     assert s.loc[joint, "compute_to_match"] == 1.0
     assert s.loc[joint, "vs_standard"] == pytest.approx(0.5)  # 1e12 / 2e12
     assert s.loc["minijoint k=2", "break_even_languages"] == pytest.approx(2.0)  # 6e12 / (4e12 - 1e12)
-    assert "2.00x" in frontier.format_table(s.reset_index())
+    assert "2.00x" in frontier_report.format_table(s.reset_index())
 
 
 def test_break_even_languages():
@@ -211,7 +211,7 @@ def test_test_accuracy_at_the_chosen_point_is_interpolated():
     assert s.loc["minipost k=1", "test_at_target"] == pytest.approx(0.5)
     assert s.loc["minipost k=1", "final_test_accuracy"] == pytest.approx(0.65)
     assert s.loc["minipost k=2", "test_at_target"] == pytest.approx(0.35)  # never reached: the final one
-    assert "0.350*" in frontier.format_table(s.reset_index())
+    assert "0.350*" in frontier_report.format_table(s.reset_index())
 
 
 def test_curves_average_only_the_seeds_that_got_there():
@@ -246,7 +246,7 @@ def sweep_table() -> pd.DataFrame:
 
 def test_write_and_plot(tmp_path):
     table = sweep_table()
-    result, files = frontier.write(table, tmp_path / "out")
+    result, files = frontier_report.write(table, tmp_path / "out")
     assert [f.name for f in files] == ["frontier.csv", "frontier.md", "frontier.png", "frontier_points.csv",
                                        "frontier_curves.csv"]
     assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -255,10 +255,10 @@ def test_write_and_plot(tmp_path):
     assert list(pd.read_csv(files[4]).columns) == frontier.CURVE_COLUMNS
     markdown = files[1].read_text()
     assert markdown.count("| arm |") == 4 and "dev items 400" in markdown
-    text = frontier.format_table(result)
+    text = frontier_report.format_table(result)
     assert "ja / init=random: ceiling (English) 0.900, floor (majority) 0.250" in text
     assert "compute_to_match" in text
-    assert frontier.plot(table, tmp_path / "again.png").stat().st_size > 0
+    assert frontier_report.plot(table, tmp_path / "again.png").stat().st_size > 0
 
 
 def test_a_target_below_the_majority_floor_is_flagged():

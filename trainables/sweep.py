@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from ray import tune
 from requests.exceptions import RequestException
 
-from minimodel import checks, frontier, pipeline
+from minimodel import checks, frontier, frontier_report, pipeline
 from minimodel.plan import Spec
 from minimodel.spec import SpecError
 from trainables import stages, tracking, trial, tuner
@@ -178,11 +178,11 @@ def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None,
 def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str | Path,
                     tolerance: float = frontier.MATCH_TOLERANCE) -> None:
     """Write the frontier's files, log them to the sweep's run and print its table."""
-    summary, files = frontier.write(table, out_dir, tolerance)
+    summary, files = frontier_report.write(table, out_dir, tolerance)
     # another tolerance goes beside the sweep's own frontier files, not over them
     folder = None if tolerance == frontier.MATCH_TOLERANCE else f"tolerance-{tolerance:g}"
     tracking.log_artifacts(sweep, files, folder=folder)
     if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
         print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
-    print(frontier.format_table(summary))
+    print(frontier_report.format_table(summary))
     print(f"frontier plot: {files[2]}")
