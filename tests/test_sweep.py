@@ -83,7 +83,7 @@ def stage_jobs(path: Path) -> list[Path]:
     return sorted((path.parent / "runs" / "ray").glob("toy-stages-*"))
 
 
-def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys):
+def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch):
     # --set reaches the trials: 40 steps evaluated every 20 instead of the spec's 60.
     assert sweep(spec_path, "--set", "trial.adapt.steps=40") == 0
     out = capsys.readouterr().out
@@ -132,6 +132,13 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys):
     assert list(strict["target"] - loose["target"]) == pytest.approx([0.04] * len(strict))
     assert "tolerance-0.05/frontier.csv" in [a.path for a in MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db")
                                              .list_artifacts(parent.info.run_id, "tolerance-0.05")]
+    # without --out, a second tolerance's files go beside the first's locally too, as in MLflow
+    monkeypatch.chdir(spec_path.parent)
+    for tolerance in ("0.05", "0.02"):
+        cli.main(["frontier", str(spec_path), "--tolerance", tolerance])
+    local = spec_path.parent / "frontier" / "toy" / parent.info.run_id
+    assert pd.read_csv(local / "tolerance-0.05" / "frontier.csv")["target"].tolist() == loose["target"].tolist()
+    assert (local / "tolerance-0.02" / "frontier.csv").exists()
 
     # The same sweep again: every stage and every trial comes from the cache; no Train job starts.
     assert sweep(spec_path, "--set", "trial.adapt.steps=40") == 0
