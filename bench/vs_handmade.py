@@ -23,8 +23,6 @@ from minimodel.mlm import mlm_batches, mlm_loss
 from minimodel.precision import autocast
 from steps import loop_ms, median_ms
 
-TOKENS = 32 * 128
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -67,6 +65,7 @@ def main() -> None:
     for p, xs in speedups.items():
         print(f"ours {p} vs hand-made fp32: median {statistics.median(xs):.2f}x over {args.rounds} rounds "
               f"(range {min(xs):.2f}-{max(xs):.2f})")
+
 
 if __name__ == "__main__":
     main()

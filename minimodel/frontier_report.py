@@ -11,9 +11,6 @@ import pandas as pd
 
 from minimodel import frontier
 
-NAN = frontier.NAN
-
-
 def _acc(x: float) -> str:
     return "-" if np.isnan(x) else f"{x:.3f}"
 
@@ -46,7 +43,7 @@ def _match(row: pd.Series) -> str:
 
 def _span(values: pd.Series) -> str:
     values = values.dropna()
-    lo, hi = (values.min(), values.max()) if len(values) else (NAN, NAN)
+    lo, hi = (values.min(), values.max()) if len(values) else (frontier.NAN, frontier.NAN)
     return _acc(lo) if lo == hi or np.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
 
 
