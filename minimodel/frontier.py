@@ -12,6 +12,9 @@ one_off_flops and optionally dev_items; status and stopped, where present, leave
    every arm measured against it, so the baseline pays for reaching the target, not its exact best;
 3. per seed, the FLOPs at which the dev curve first reaches the target, linear between evaluations;
 4. compute_to_match = mean baseline FLOPs / mean arm FLOPs to the target (> 1: the arm is cheaper).
+   A baseline seed that never reaches the target within its budget needed more than that budget:
+   when every seed of the arm reached it, such seeds count at their last evaluation's FLOPs
+   (right-censored), and the ratio and its interval's low end are lower bounds (`*_censored`).
 
 Intervals are 95% over seeds: compute ratios by percentile bootstrap (seeds of the two arms resampled
 independently, 2000 draws, numpy Generator seeded 0); accuracies by Student t. One seed gives none.
@@ -34,7 +37,8 @@ SUMMARY_COLUMNS = [
     "language", "condition", "arm", "method", "depth", "baseline", "config", "seeds", "reached",
     "step0_accuracy", "final_accuracy", "final_accuracy_lo", "final_accuracy_hi", "best_accuracy",
     "plateau", "target", "flops_to_target", "compute_to_match", "compute_to_match_lo",
-    "compute_to_match_hi", "vs_standard", "vs_standard_lo", "vs_standard_hi", "test_at_target",
+    "compute_to_match_hi", "compute_to_match_censored", "vs_standard", "vs_standard_lo", "vs_standard_hi",
+    "vs_standard_censored", "test_at_target",
     "test_at_target_lo", "test_at_target_hi", "final_test_accuracy", "shortfall", "english_accuracy",
     "majority_accuracy", "dev_items", "one_off_flops", "break_even_languages", "note",
 ]
@@ -176,6 +180,21 @@ def _ratio(reference: np.ndarray, arm: np.ndarray) -> tuple[float, float, float,
     return ratio, float(lo), float(hi), ""
 
 
+def _compare(reference: Arm, arm_flops: np.ndarray, target: float) -> tuple[float, float, float, str, bool]:
+    """The arm's compute ratio against `reference` at one target: _ratio's answer, and whether it is a
+    lower bound because reference seeds that never reached the target were counted at their budget
+    (only when every seed of the arm reached it: otherwise neither side is bounded)."""
+    reference_flops = _flops_all(reference, target)
+    missed = np.isnan(reference_flops)
+    if not missed.any() or np.isnan(arm_flops).any():
+        return *_ratio(reference_flops, arm_flops), False
+    budgets = np.array([float(curve["flops"].iloc[-1]) for curve in reference.curves])
+    ratio, lo, hi, note = _ratio(np.where(missed, budgets, reference_flops), arm_flops)
+    if not np.isfinite(ratio):
+        return ratio, lo, hi, note, False
+    return ratio, lo, np.inf, note, True  # unbounded above: the missed seeds may need any amount more
+
+
 def _break_even(one_off: float, saving: float) -> float:
     """Languages after which the one-off cost is paid back by the per-language saving."""
     if np.isnan(one_off):
@@ -218,7 +237,7 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
     best = float(np.mean([c["accuracy"].max() for c in arm.curves]))
     final, final_lo, final_hi = _t_interval([c["accuracy"].iloc[-1] for c in arm.curves])
     test, test_lo, test_hi = _t_interval([_test_at(c, f) for c, f in zip(arm.curves, flops)])
-    ratio, lo, hi, note = _ratio(base_flops, flops)
+    ratio, lo, hi, note, censored = _compare(base, flops, target) if base else (NAN, NAN, NAN, "", False)
     if base is None:
         note = f"no {first['baseline']} runs"
     elif np.isnan(base_flops).any():
@@ -227,13 +246,15 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
         note = "; ".join(filter(None, [note, "target at or below the majority floor"]))
     flat = _flat(base, per_run["dev_items"]) if base is not None else ""
     if flat:
-        ratio, lo, hi, note = NAN, NAN, NAN, "; ".join(filter(None, [note, flat]))
+        ratio, lo, hi, note, censored = NAN, NAN, NAN, "; ".join(filter(None, [note, flat])), False
+    if censored:
+        note += "; the ratio is a lower bound: the baseline's other seeds count at their budget"
     if first["baseline"] == "standard":
-        vs = (ratio, lo, hi)
+        vs = (ratio, lo, hi, note, censored)
     elif standard is not None and not _flat(standard, per_run["dev_items"]):
-        vs = _ratio(_flops_all(standard, standard_target), _flops_all(arm, standard_target))[:3]
+        vs = _compare(standard, _flops_all(arm, standard_target), standard_target)
     else:
-        vs = (NAN, NAN, NAN)
+        vs = (NAN, NAN, NAN, "", False)
     saving = base_flops.mean() - flops.mean() if len(base_flops) and not flat else NAN  # NaN unless every seed reached
     return {
         "language": first["language"], "condition": first["condition"], "arm": first["arm"],
@@ -245,7 +266,8 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
         "best_accuracy": best, "plateau": float(arm.plateaus.mean()), "target": target,
         "flops_to_target": float(flops.mean()) if reached == len(flops) else NAN,
         "compute_to_match": ratio, "compute_to_match_lo": lo, "compute_to_match_hi": hi,
-        "vs_standard": vs[0], "vs_standard_lo": vs[1], "vs_standard_hi": vs[2],
+        "compute_to_match_censored": censored,
+        "vs_standard": vs[0], "vs_standard_lo": vs[1], "vs_standard_hi": vs[2], "vs_standard_censored": vs[4],
         "test_at_target": test, "test_at_target_lo": test_lo, "test_at_target_hi": test_hi,
         "final_test_accuracy": float(np.nanmean([_test_at(c, NAN) for c in arm.curves]))
         if chosen["test_accuracy"].notna().any() else NAN,
@@ -261,8 +283,8 @@ def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataF
     """One row per (language, condition, arm): does it reach its baseline's target, for how much compute.
 
     Columns are SUMMARY_COLUMNS; accuracies (and shortfall) are fractions, FLOPs are adaptation FLOPs.
-    compute_to_match and vs_standard are NaN unless every seed of both arms reached the target; then
-    `reached` says how many of the arm's seeds did, `shortfall` how far its mean best dev accuracy is
+    compute_to_match and vs_standard are NaN unless every seed of the arm reached the target (and of
+    the baseline, or it is a lower bound: `*_censored`); then `reached` says how many of the arm's seeds did, `shortfall` how far its mean best dev accuracy is
     below the target, and `note` any other reason (missing baseline, baseline at target at 0 FLOPs).
     """
     if table.empty:

@@ -19,12 +19,15 @@ def _flops(x: float) -> str:
     return "-" if np.isnan(x) else "0" if x == 0 else f"{x:.3g}"
 
 
-def _times(x: float, lo: float, hi: float) -> str:
-    """A ratio with its interval; small ratios keep two significant digits instead of showing 0.00x."""
+def _times(x: float, lo: float, hi: float, censored: bool = False) -> str:
+    """A ratio with its interval; small ratios keep two significant digits instead of showing 0.00x;
+    a lower bound (baseline seeds counted at their budget) reads >=x [lo, inf]."""
     def one(v: float) -> str:
         return "inf" if np.isinf(v) else f"{v:.2f}x" if v >= 0.1 else f"{v:.2g}x"
     if np.isnan(x):
         return "-"
+    if censored:
+        return ">=" + one(x) + (f" [{one(lo)[:-1]}, inf]" if np.isfinite(lo) else "")
     return one(x) + (f" [{one(lo)[:-1]}, {one(hi)[:-1]}]" if np.isfinite(lo) and np.isfinite(hi) else "")
 
 
@@ -38,7 +41,8 @@ def _match(row: pd.Series) -> str:
     if total and done != total:
         short = f", {100 * row['shortfall']:.1f} points short" if row["shortfall"] > 0 else ""
         return f"not reached in {int(total) - int(done)}/{total} seeds{short}"
-    return _times(row["compute_to_match"], row["compute_to_match_lo"], row["compute_to_match_hi"])
+    return _times(row["compute_to_match"], row["compute_to_match_lo"], row["compute_to_match_hi"],
+                  row["compute_to_match_censored"])
 
 
 def _span(values: pd.Series) -> str:
@@ -72,7 +76,7 @@ def _cells(row: pd.Series) -> list[str]:
             + ("*" if done != total else ""),
             _flops(row["flops_to_target"]), _match(row),
             "" if row["baseline"] == "standard" else
-            _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"]),
+            _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"], row["vs_standard_censored"]),
             _flops(row["one_off_flops"]), "-" if np.isnan(row["break_even_languages"]) else
             "inf" if np.isinf(row["break_even_languages"]) else f"{row['break_even_languages']:.3g}",
             row["note"]]

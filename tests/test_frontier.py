@@ -124,6 +124,26 @@ def test_never_reached():
     assert "not reached in 1/2 seeds" in text
 
 
+def test_a_baseline_seed_that_never_reaches_the_target_bounds_the_ratio_from_below():
+    """German, fresh seeds: one standard seed ended under the target every MiniPost seed reached. It
+    needed more than its budget, so counted at its budget the ratio can only be too low: a lower bound."""
+    stuck = [(0, 0.3), (1e12, 0.5), (2e12, 0.52), (3e12, 0.52), (4e12, 0.52)]  # plateaus: 0.6, 0.52 -> target 0.55
+    table = rows(run("s0", "standard", STANDARD, seed=0), run("s1", "standard", stuck, seed=1),
+                 run("p0", "minipost k=1", FAST, seed=0), run("p1", "minipost k=1", FAST, seed=1),
+                 run("q0", "minipost k=2", FAST, seed=0), run("q1", "minipost k=2", stuck, seed=1))
+    s = by_arm(table)
+    assert s.loc["standard", "target"] == pytest.approx(0.55)
+    # standard: 1.5e12 and, never reached, at least its budget of 4e12; FAST crosses 0.55 at 1.3e11
+    assert s.loc["minipost k=1", "compute_to_match"] == pytest.approx(2.75e12 / 1.3e11)
+    assert s.loc["minipost k=1", "compute_to_match_lo"] == pytest.approx(1.5e12 / 1.3e11)
+    assert s.loc["minipost k=1", "compute_to_match_censored"] and math.isinf(s.loc["minipost k=1", "compute_to_match_hi"])
+    assert "1/2 seeds; the ratio is a lower bound: the baseline's other seeds count at their budget" in s.loc["minipost k=1", "note"]
+    # an arm that misses in a seed too is bounded on neither side
+    assert math.isnan(s.loc["minipost k=2", "compute_to_match"]) and not s.loc["minipost k=2", "compute_to_match_censored"]
+    text = frontier_report.format_table(s.reset_index())
+    assert ">=21.15x [11.54, inf]" in text and "not reached in 1/2 seeds" in text
+
+
 def test_trials_cut_short_are_no_seeds_but_early_stopped_ones_are():
     partial = [(0, 0.3), (1e11, 0.4)]  # a curve cut off before it could reach the target
     def short(run_id: str, seed: int, status: str, stopped: str = "") -> pd.DataFrame:
