@@ -283,9 +283,10 @@ def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataF
     """One row per (language, condition, arm): does it reach its baseline's target, for how much compute.
 
     Columns are SUMMARY_COLUMNS; accuracies (and shortfall) are fractions, FLOPs are adaptation FLOPs.
-    compute_to_match and vs_standard are NaN unless every seed of the arm reached the target (and of
-    the baseline, or it is a lower bound: `*_censored`); then `reached` says how many of the arm's seeds did, `shortfall` how far its mean best dev accuracy is
-    below the target, and `note` any other reason (missing baseline, baseline at target at 0 FLOPs).
+    compute_to_match and vs_standard are NaN unless every seed of the arm reached the target (and
+    every seed of the baseline, or the ratio is a lower bound: `*_censored`); then `reached` says how
+    many of the arm's seeds did, `shortfall` how far its mean best dev accuracy is below the target,
+    and `note` any other reason (missing baseline, baseline at target at 0 FLOPs).
     """
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
