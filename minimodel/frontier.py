@@ -180,11 +180,11 @@ def _ratio(reference: np.ndarray, arm: np.ndarray) -> tuple[float, float, float,
     return ratio, float(lo), float(hi), ""
 
 
-def _compare(reference: Arm, arm_flops: np.ndarray, target: float) -> tuple[float, float, float, str, bool]:
-    """The arm's compute ratio against `reference` at one target: _ratio's answer, and whether it is a
-    lower bound because reference seeds that never reached the target were counted at their budget
-    (only when every seed of the arm reached it: otherwise neither side is bounded)."""
-    reference_flops = _flops_all(reference, target)
+def _compare(reference: Arm, reference_flops: np.ndarray,
+             arm_flops: np.ndarray) -> tuple[float, float, float, str, bool]:
+    """The arm's compute ratio against `reference` (each side's FLOPs to one target): _ratio's answer,
+    and whether it is a lower bound because reference seeds that never reached the target were counted
+    at their budget (only when every seed of the arm reached it: otherwise neither side is bounded)."""
     missed = np.isnan(reference_flops)
     if not missed.any() or np.isnan(arm_flops).any():
         return *_ratio(reference_flops, arm_flops), False
@@ -237,7 +237,7 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
     best = float(np.mean([c["accuracy"].max() for c in arm.curves]))
     final, final_lo, final_hi = _t_interval([c["accuracy"].iloc[-1] for c in arm.curves])
     test, test_lo, test_hi = _t_interval([_test_at(c, f) for c, f in zip(arm.curves, flops)])
-    ratio, lo, hi, note, censored = _compare(base, flops, target) if base else (NAN, NAN, NAN, "", False)
+    ratio, lo, hi, note, censored = _compare(base, base_flops, flops) if base else (NAN, NAN, NAN, "", False)
     if base is None:
         note = f"no {first['baseline']} runs"
     elif np.isnan(base_flops).any():
@@ -252,7 +252,7 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
     if first["baseline"] == "standard":
         vs = (ratio, lo, hi, note, censored)
     elif standard is not None and not _flat(standard, per_run["dev_items"]):
-        vs = _compare(standard, _flops_all(arm, standard_target), standard_target)
+        vs = _compare(standard, _flops_all(standard, standard_target), _flops_all(arm, standard_target))
     else:
         vs = (NAN, NAN, NAN, "", False)
     saving = base_flops.mean() - flops.mean() if len(base_flops) and not flat else NAN  # NaN unless every seed reached

@@ -11,6 +11,7 @@ import pandas as pd
 
 from minimodel import frontier
 
+
 def _acc(x: float) -> str:
     return "-" if np.isnan(x) else f"{x:.3f}"
 
