@@ -6,6 +6,7 @@ class, so save_pretrained / from_pretrained and the hub keep working unchanged.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import logging
 import os
@@ -63,16 +64,13 @@ def resolve(name: str) -> str:
 
 def _with_restored_head(minilm: str) -> str:
     """MiniLM with the MLM head that scripts/restore_minilm_head.py trained and the repository ships
-    (data/minilm-l6-mlm/, under a megabyte), assembled once into a cache folder ($MINIMODEL_CACHE,
+    (data/minilm-l6-mlm/), assembled once into a cache folder ($MINIMODEL_CACHE,
     default ~/.cache/minimodel) keyed by the head's checksum."""
-    from minimodel.data import data_dir
-
-    head = data_dir() / "minilm-l6-mlm" / "head.safetensors"
+    head = _shipped_head()
     if not head.is_file():
         raise ModelError(f"model 'bundled:minilm-l6-mlm' needs {head} (python scripts/restore_minilm_head.py builds it)")
-    digest = hashlib.sha256(head.read_bytes()).hexdigest()[:12]
     root = Path(os.environ.get("MINIMODEL_CACHE") or Path.home() / ".cache" / "minimodel")
-    folder = root / f"minilm-l6-mlm-{digest}"
+    folder = root / f"minilm-l6-mlm-{_file_digest(head)}"
     if not (folder / "config.json").is_file():
         from safetensors.torch import load_file
 
@@ -93,6 +91,43 @@ def _with_restored_head(minilm: str) -> str:
         except OSError:  # another process published it first
             shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
+
+
+def _shipped_head() -> Path:
+    from minimodel.data import data_dir
+
+    return data_dir() / "minilm-l6-mlm" / "head.safetensors"
+
+
+def fingerprint(name: str) -> str:
+    """What a model name stands for, for cache keys: the name plus a checksum of the files behind it
+    (the shipped head for the bundled MLM, every file of a local folder), so that rebuilt or
+    overwritten weights never reuse stages computed from the old ones. A hub name stands for itself."""
+    if name == "bundled:minilm-l6-mlm":
+        head = _shipped_head()
+        return f"{name}@{_file_digest(head)}" if head.is_file() else name  # loading it says what is missing
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return name
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(f"{file.name}:{_file_digest(file)};".encode())
+    return f"{name}@{digest.hexdigest()[:16]}"
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, read once per process for each (size, mtime): stage keys are computed often."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def has_mlm_head(name: str) -> bool | None:

@@ -29,7 +29,7 @@ from minimodel.config import config_hash
 from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
 from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
-from minimodel.models import build_mlm, device, empty_tokenizer, load_mlm, mini_model, mlm_head, new_head, trainable
+from minimodel.models import build_mlm, device, empty_tokenizer, fingerprint, load_mlm, mini_model, mlm_head, new_head, trainable
 from minimodel.post import minipost_model
 from minimodel.train import distributed, train
 from minimodel.vocab import canonical, shared_tokens, train_tokenizer
@@ -52,7 +52,7 @@ def joint_depth(cfg: dict) -> int:
 def stage_keys(cfg: dict) -> dict[str, str]:
     """Each stage's cache key: the hash of exactly what it depends on (including upstream keys)."""
     d, a = cfg["data"], cfg["adapt"]
-    model = cfg["model"] if cfg["model"]["name"] == "scratch" else {"name": cfg["model"]["name"]}
+    model = cfg["model"] if cfg["model"]["name"] == "scratch" else {"name": fingerprint(cfg["model"]["name"])}
     source = config_hash("source", model, cfg["pretrain"], d["source_corpus"], d["seq_len"], d["max_docs"],
                          cfg["seed"], joint_depth(cfg), cfg["precision"])
     align = config_hash("align", source, cfg["align"], a["depth"])

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from minimodel import pipeline
+from minimodel import models, pipeline
 from minimodel.config import trial_config
 from minimodel.data import DataError
 
@@ -145,6 +145,22 @@ def test_distilled_alignment_agrees_with_the_full_model_more_than_mlm_alignment(
     distilled = pipeline.run_stage("align", cfg, cache)
     assert distilled["before"]["agreement"] == mlm["before"]["agreement"]  # the same mini-model at the start
     assert distilled["agreement"] > mlm["agreement"]
+
+
+def test_a_model_folder_rebuilt_in_place_gets_new_stage_keys(toy_data, english_lines, tmp_path):
+    """Weights overwritten in place (a retrained head, a newer checkpoint under the same path) must not
+    reuse the stages computed from the old ones; an untouched folder keeps its keys."""
+    tokenizer = models.empty_tokenizer("bert").train_new_from_iterator(english_lines, 300)
+    cfg = toy_config(toy_data, "standard")
+    cfg["model"]["name"] = str(tmp_path / "model")
+    keys = []
+    for seed in (0, 0, 1):
+        models.build_mlm("bert", tokenizer, hidden=32, layers=2, heads=2, ffn=64, max_len=32, seed=seed)\
+            .save_pretrained(tmp_path / "model")
+        tokenizer.save_pretrained(tmp_path / "model")
+        keys.append(pipeline.stage_keys(cfg))
+    assert keys[0] == keys[1]
+    assert all(keys[1][stage] != keys[2][stage] for stage in ("source", "finetune", "adapt"))
 
 
 def test_adaptation_seed_varies_the_run_not_the_shared_stages(toy_data, cache):
