@@ -24,7 +24,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from minimodel.config import config_hash
+from minimodel.config import config_hash, file_sha256
 from minimodel.mlm import pack
 from minimodel.train import distributed
 
@@ -45,7 +45,7 @@ def valid(entry: str | Path) -> bool:
         if _verified.get(manifest) == stamp:
             return True
         files = json.loads(manifest.read_text())
-        ok = all((Path(entry) / name).stat().st_size == size and _sha256(Path(entry) / name) == digest
+        ok = all((Path(entry) / name).stat().st_size == size and file_sha256(Path(entry) / name) == digest
                  for name, (size, digest) in files.items())
     except (OSError, ValueError, TypeError):
         return False
@@ -101,7 +101,7 @@ def token_blocks(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: 
 def _publish(tmp: Path, entry: Path) -> None:
     """Checksum every file of tmp into its manifest (written last), then rename tmp to entry."""
     (tmp / MANIFEST).unlink(missing_ok=True)
-    files = {str(p.relative_to(tmp)): [p.stat().st_size, _sha256(p)]
+    files = {str(p.relative_to(tmp)): [p.stat().st_size, file_sha256(p)]
              for p in sorted(tmp.rglob("*")) if p.is_file()}
     (tmp / MANIFEST).write_text(json.dumps(files, indent=1))
     _fsync_tree(tmp)
@@ -129,14 +129,6 @@ def _agree(todo: bool) -> bool:
     flag = torch.tensor([int(todo)], device=on)
     dist.broadcast(flag, src=0)
     return bool(flag.item())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_tree(folder: Path) -> None:

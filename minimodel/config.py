@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 METHODS = ("standard", "minijoint", "minipost")
@@ -141,6 +142,15 @@ def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
     if leaf not in node:
         raise ConfigError(f"unknown key '{dotted}'")
     node[leaf] = _coerce(dotted, node[leaf], value)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks (model weights run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def config_hash(*parts: Any) -> str:

@@ -29,6 +29,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from minimodel.config import file_sha256
+
 log = logging.getLogger(__name__)
 
 FAMILIES = {
@@ -122,12 +124,8 @@ def _file_digest(path: Path) -> str:
 
 @functools.cache
 def _digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, read once per process for each (size, mtime): stage keys are computed often."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """Read once per process for each (size, mtime): stage keys are computed often."""
+    return file_sha256(path)[:16]
 
 
 def has_mlm_head(name: str) -> bool | None:
