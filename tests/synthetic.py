@@ -6,7 +6,7 @@ languages share digits, punctuation and names: those shared tokens carry no labe
 them alike, or nearly: see LEANS) but anchor the space. Only
 relearned embeddings for the topic words can make the English model read the ciphered language.
 (With no shared token at all, a toy-sized model relearned from random init lands on a permuted
-solution of equal MLM loss; DATA.md saw the same on real German at CPU-sized budgets.)
+solution of equal MLM loss; docs/DATA-SOURCES.md notes the same on real German at CPU-sized budgets.)
 """
 from __future__ import annotations
 

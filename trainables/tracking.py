@@ -1,7 +1,7 @@
 """MLflow: one experiment per sweep, a parent run per sweep, a child run per trial and per shared stage.
 
 Everything goes through an MlflowClient with an explicit tracking URI and explicit parent run ids,
-never the fluent API's global state or Ray's MLflowLoggerCallback (see STACK-NOTES): trials run in
+never the fluent API's global state or Ray's MLflowLoggerCallback (docs/STACK.md): trials run in
 other processes, possibly on other machines, and must land under the right parent.
 """
 from __future__ import annotations
@@ -223,7 +223,7 @@ def _once_each(runs: list) -> list:
 
 def ui_hint(sweep: SweepRun) -> str:
     """Where to look at the sweep in the MLflow UI."""
-    # /runs opens the training-runs table (MLflow 3 otherwise lands on its GenAI overview, STACK-NOTES)
+    # /runs opens the training-runs table (MLflow 3 otherwise lands on its GenAI overview, docs/STACK.md)
     if sweep.tracking_uri.startswith(("http://", "https://")):
         return f"{sweep.tracking_uri.rstrip('/')}/#/experiments/{sweep.experiment_id}/runs"
     return (f"`minimodel ui SPEC`, then http://127.0.0.1:5000/#/experiments/{sweep.experiment_id}/runs "

@@ -2,7 +2,7 @@
 
 Small trials adapt in the trial's own process (no worker group to start). With resources.workers > 0
 the adaptation runs as a TorchTrainer inside the trial, its reports forwarded to Tune by
-TuneReportCallback: Ray 2.60 cannot take a TorchTrainer as a Tune trainable (STACK-NOTES).
+TuneReportCallback: Ray 2.60 cannot take a TorchTrainer as a Tune trainable (docs/STACK.md).
 Every evaluation point goes to Tune (for the searcher and ASHA), to the trial's MLflow run and as one
 line to the driver's terminal. The trial's MLflow run is tagged with the Ray node it ran on.
 """
