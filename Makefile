@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the demo sweep) and `make test`. Both build .venv themselves.
+# Entry points: `make demo` (the demo sweep), `make test` (the whole suite, what CI runs) and
+# `make check` (the fast tier a developer runs after every change). All build .venv themselves.
 VENV := .venv
 PY := $(VENV)/bin/python
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -21,6 +22,10 @@ demo: install
 	$(VENV)/bin/minimodel sweep sweeps/demo.yaml
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
-.PHONY: install demo test
+check: install
+	$(VENV)/bin/ruff check minimodel trainables tests scripts bench/*.py
+	$(PY) -m pytest -q -m "not slow" --durations=10
+
+.PHONY: install demo test check

@@ -9,12 +9,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest
-import torch
+import pytest  # noqa: E402 (the environment above must be set before these imports)
+import torch  # noqa: E402
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest, and 2-core CI runs other processes too
 
-from tests.synthetic import corpus_lines, write_language
+from tests.synthetic import corpus_lines, write_language  # noqa: E402
 
 
 @pytest.fixture(scope="session")

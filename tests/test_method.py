@@ -96,22 +96,22 @@ def test_masked_only_loss_equals_all_positions_loss_at_masked_positions(family, 
     assert torch.allclose(mlm_loss(model, batch), masked_loss(models.mlm_head(model), hidden, batch["labels"]), atol=1e-6)
 
 
-def analytic_forward(b: int, l: int, h: int, f: int, n: int, masked: int, v: int) -> tuple[int, int, int]:
+def analytic_forward(b: int, seq: int, h: int, f: int, n: int, masked: int, v: int) -> tuple[int, int, int]:
     """(layer stack, head transform, decoder) forward FLOPs of a BERT MLM step, counting a multiply-add as 2."""
-    stack = n * (8 * b * l * h * h + 4 * b * l * h * f + 4 * b * l * l * h)
+    stack = n * (8 * b * seq * h * h + 4 * b * seq * h * f + 4 * b * seq * seq * h)
     return stack, 2 * masked * h * h, 2 * masked * h * v
 
 
 def test_counted_flops_match_the_analytic_count_and_mini_costs_less():
     tokenizer = models.empty_tokenizer("bert").train_new_from_iterator([" ".join(f"t{i}" for i in range(3000))], 2000)
-    h, f, n, v, b, l = 128, 512, 12, len(tokenizer), 8, 64
-    model = models.build_mlm("bert", tokenizer, hidden=h, layers=n, heads=4, ffn=f, max_len=l)
-    ids = torch.randint(10, v, (b, l))
+    h, f, n, v, b, seq = 128, 512, 12, len(tokenizer), 8, 64
+    model = models.build_mlm("bert", tokenizer, hidden=h, layers=n, heads=4, ffn=f, max_len=seq)
+    ids = torch.randint(10, v, (b, seq))
     labels = torch.full_like(ids, -100)
     labels[:, ::7] = ids[:, ::7]
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     masked = int((labels != -100).sum())
-    stack, transform, decoder = analytic_forward(b, l, h, f, n, masked, v)
+    stack, transform, decoder = analytic_forward(b, seq, h, f, n, masked, v)
     counted = count_flops(lambda: mlm_loss(model, batch).backward())
     assert abs(counted - 3 * (stack + transform + decoder)) / counted < 0.10
 
@@ -121,7 +121,7 @@ def test_counted_flops_match_the_analytic_count_and_mini_costs_less():
         return count_flops(lambda: mlm_loss(body, batch).backward())
 
     def predicted(depth: int) -> int:  # input gradients only through frozen weights; the tied decoder learns
-        s, t, d = analytic_forward(b, l, h, f, depth, masked, v)
+        s, t, d = analytic_forward(b, seq, h, f, depth, masked, v)
         return 2 * s + 2 * t + 3 * d
 
     full = relearn_step(n)

@@ -43,7 +43,8 @@ def summary_line(record: dict) -> str:
         if "mini_after" in stats:
             what += f", second head {stats['mini_after']['mlm_accuracy']:.3f}"
     elif name == "align":
-        what = (f"k={stats['depth']}: mini-model masked accuracy {stats['mlm_accuracy']:.3f} (full model {stats['full']['mlm_accuracy']:.3f}), "
+        what = (f"k={stats['depth']}: mini-model masked accuracy {stats['mlm_accuracy']:.3f} "
+                f"(full model {stats['full']['mlm_accuracy']:.3f}), "
                 f"agrees with the full model on {stats['agreement']:.1%} of predictions "
                 f"(before alignment {stats['before']['agreement']:.1%})")
     elif "exact_match" in stats:  # extractive QA, whose accuracy is token F1
