@@ -131,6 +131,7 @@ def test_bad_input_is_one_line_before_anything_starts(bad, capsys, kind, command
     assert not (Path(bad["root"]) / "runs").exists()  # nothing written
 
 
+@pytest.mark.slow
 def test_the_clusters_resources_are_checked_once_ray_is_up(bad, capsys, monkeypatch, tmp_path):
     """`sweep` asks the Ray cluster (here a fresh 2-CPU local one) what it offers; nothing runs, no MLflow run."""
     ray.init(num_cpus=2, logging_level="WARNING")

@@ -15,6 +15,8 @@ from minimodel import cli, data, export, pipeline, qa
 from minimodel.spec import load_spec
 from tests.synthetic_qa import write_qa
 
+pytestmark = pytest.mark.slow  # every test exports a finished trial of each kind
+
 TINY = {
     "precision": "fp32",  # the exported model runs in fp32 under plain transformers: compare like with like
     "model": {"name": "scratch", "family": "bert", "hidden": 32, "layers": 2, "heads": 2, "ffn": 64, "vocab_size": 300},

@@ -188,6 +188,7 @@ def qa_trial(tmp_path_factory):
     return {"cfg": cfg, "cache": root / "cache", "result": result, "points": points, "sources": sources}
 
 
+@pytest.mark.slow
 def test_cipher_qa_recovers_most_of_english_f1(qa_trial):
     result, points = qa_trial["result"], qa_trial["points"]
     print({k: result[k] for k in ("english_accuracy", "english_exact_match", "accuracy", "exact_match",
@@ -200,6 +201,7 @@ def test_cipher_qa_recovers_most_of_english_f1(qa_trial):
     assert "macro_f1" not in result and "majority_accuracy" not in result  # QA has neither
 
 
+@pytest.mark.slow
 def test_qa_stages_save_a_span_model_and_count_windows(qa_trial):
     from transformers import AutoModelForMaskedLM, AutoModelForQuestionAnswering, AutoTokenizer
 

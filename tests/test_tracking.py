@@ -72,6 +72,7 @@ def test_unreachable_server_is_one_clear_error():
     assert time.time() - start < 5
 
 
+@pytest.mark.slow
 def test_sweep_trial_and_stage_runs(server, tmp_path):
     uri = server["uri"]
     sweep = tracking.start_sweep(uri, "test-sweep", str(tmp_path), {"search_alg": "grid"})
@@ -139,6 +140,7 @@ def test_sweep_trial_and_stage_runs(server, tmp_path):
     assert (server["root"] / "artifacts").exists()
 
 
+@pytest.mark.slow
 def test_restarted_trial_replaces_its_run_and_resume_finds_the_parent(server, tmp_path):
     uri = server["uri"]
     sweep = tracking.start_sweep(uri, "resume-sweep", str(tmp_path), {})
