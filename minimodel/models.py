@@ -78,16 +78,18 @@ def _with_restored_head(minilm: str) -> str:
 
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the load report lists the head this function is about to add
+        hf_logging.disable_progress_bar()  # a one-off assembly: no bars before whatever the command prints
         try:
             model = AutoModelForMaskedLM.from_pretrained(minilm)
+            missing = set(model.load_state_dict(load_file(head), strict=False).missing_keys)
+            if any(k.startswith("cls.") and k != "cls.predictions.decoder.weight" for k in missing):
+                raise ModelError(f"{head} does not hold a whole BERT MLM head")
+            tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+            model.save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(minilm).save_pretrained(tmp)
         finally:
             hf_logging.set_verbosity(verbosity)
-        missing = set(model.load_state_dict(load_file(head), strict=False).missing_keys)
-        if any(k.startswith("cls.") and k != "cls.predictions.decoder.weight" for k in missing):
-            raise ModelError(f"{head} does not hold a whole BERT MLM head")
-        tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
-        model.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(minilm).save_pretrained(tmp)
+            hf_logging.enable_progress_bar()
         try:
             tmp.rename(folder)
         except OSError:  # another process published it first

@@ -16,14 +16,18 @@ import torch
 from minimodel import models, pipeline
 from minimodel.config import trial_config
 from minimodel.data import DataError
+from tests.toy_source import ASSET
+
+JOINT_STEPS = 600  # MiniJoint's second head, continued from the toy source
 
 
 def toy_config(toy_data: dict, method: str, **adapt) -> dict:
+    """A trial on the shipped toy source (tests/toy_source.py); MiniJoint continues its pretraining
+    with the second head, as it does from any pretrained checkpoint."""
     corpus, task = toy_data["corpus"], toy_data["task"]
     return trial_config({
-        "model": {"name": "scratch", "family": "bert", "hidden": 64, "layers": 4, "heads": 4, "ffn": 128,
-                  "vocab_size": 400},
-        "pretrain": {"steps": 3000, "lr": 3e-3, "batch_size": 32},
+        "model": {"name": str(ASSET)},
+        "pretrain": {"steps": JOINT_STEPS if method == "minijoint" else 0, "lr": 3e-3, "batch_size": 32},
         "data": {"source_corpus": corpus, "task": task, "target_corpus": corpus, "seq_len": 32, "max_docs": 3000,
                  "max_eval": 120},
         "finetune": {"steps": 200, "lr": 2e-4, "batch_size": 32},
