@@ -11,6 +11,7 @@ read at report points only (evaluations, checkpoints, the end).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -67,72 +68,90 @@ def train(
         raise ValueError(f"{desc}: nothing to train (every parameter is frozen)")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=dev.type in ("cpu", "cuda"))
     schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * steps), steps)
-    meter, curve, start, loss_avg = Meter(), [], 0, None
+    run = _Progress(Meter(), [], (lambda counts: _sum_over_ranks(counts, dev)) if world > 1 else None, evaluate, on_eval)
+    start = 0
     if checkpoint_dir and (Path(checkpoint_dir) / "state.json").exists():
-        start, loss_avg, curve = _resume(Path(checkpoint_dir), named, optimizer, schedule, meter)
-
-    def settle() -> None:
-        """Read the loss and the compute so far (all ranks, same step): the only host syncs."""
-        nonlocal loss_avg
-        meter.settle(job_total)
-        if loss_avg is not None:
-            loss_avg = float(loss_avg)
-            bar.set_postfix(loss=f"{loss_avg:.3f}")
-
-    def point(step: int) -> dict:
-        settle()
-        p = {"step": step, **meter.totals(), **(evaluate() if evaluate else {})}
-        if loss_avg is not None:
-            p["loss"] = round(loss_avg, 4)
-        curve.append(p)
-        if on_eval:
-            on_eval(p)
-        return p
-
-    def one_step(batches: list[dict]) -> torch.Tensor:
-        total = 0.0
-        for batch in batches:
-            batch = {k: _to(v, dev) for k, v in batch.items()}
-            with autocast(precision, dev):
-                loss = loss_fn(batch) / accum
-            loss.backward()
-            total = total + loss.detach()
-        if world > 1:
-            for p in params:
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
-        return total
-
-    job_total = (lambda counts: _sum_over_ranks(counts, dev)) if world > 1 else None
+        start, run.loss, run.curve = _resume(Path(checkpoint_dir), named, optimizer, schedule, run.meter)
     model.train()
-    bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, leave=False,
-               **({"disable": True} if rank else {}))  # rank 0 honours TQDM_DISABLE
+    run.bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, leave=False,
+                   **({"disable": True} if rank else {}))  # rank 0 honours TQDM_DISABLE
     if start == 0 and evaluate:
-        point(0)
-    meter.begin()
-    for step in bar:
+        run.point(0)
+    run.meter.begin()
+    for step in run.bar:
         batches = [batch_at(step * accum + micro) for micro in range(accum)]
         tokens = sum(b["attention_mask"].sum() for b in batches)
-        loss = meter.step(tuple(batches[0]["input_ids"].shape), tokens, lambda: one_step(batches))
+        loss = run.meter.step(tuple(batches[0]["input_ids"].shape), tokens,
+                              lambda: _backward(loss_fn, batches, params, accum, precision, dev, world))
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_avg = loss if loss_avg is None else 0.95 * loss_avg + 0.05 * loss
+        run.loss = loss if run.loss is None else 0.95 * run.loss + 0.05 * loss
         done = step + 1
         if evaluate and eval_every and done % eval_every == 0 and done < steps:
-            point(done)
-            meter.begin()
+            run.point(done)
+            run.meter.begin()
         if checkpoint_dir and checkpoint_every and done % checkpoint_every == 0:
-            settle()
+            run.settle()
             if rank == 0:
-                _save(Path(checkpoint_dir), done, loss_avg, curve, named, optimizer, schedule, meter)
-            meter.begin()
-    if evaluate and (not curve or curve[-1]["step"] != steps):
-        point(steps)
+                _save(Path(checkpoint_dir), done, run.loss, run.curve, named, optimizer, schedule, run.meter)
+            run.meter.begin()
+    if evaluate and (not run.curve or run.curve[-1]["step"] != steps):
+        run.point(steps)
     else:
-        settle()
-    return {"steps": steps, "loss": loss_avg, **meter.totals(), "curve": curve}
+        run.settle()
+    return {"steps": steps, "loss": run.loss, **run.meter.totals(), "curve": run.curve}
+
+
+@dataclass
+class _Progress:
+    """What a run reports: its compute, its curve of evaluation points and its smoothed loss (a device
+    tensor between report points). Reading them is the only host sync, so it happens here only."""
+
+    meter: Meter
+    curve: list[dict]
+    job_total: Callable[[list[int]], list[int]] | None  # sums the counts over ranks in a distributed job
+    evaluate: Callable[[], dict] | None
+    on_eval: Callable[[dict], None] | None
+    loss: torch.Tensor | float | None = None
+    bar: tqdm | None = None
+
+    def settle(self) -> None:
+        """Read the loss and the compute so far (all ranks, same step)."""
+        self.meter.settle(self.job_total)
+        if self.loss is not None:
+            self.loss = float(self.loss)
+            self.bar.set_postfix(loss=f"{self.loss:.3f}")
+
+    def point(self, step: int) -> dict:
+        """An evaluation point: step, cumulative compute, the evaluation's metrics and the loss."""
+        self.settle()
+        p = {"step": step, **self.meter.totals(), **(self.evaluate() if self.evaluate else {})}
+        if self.loss is not None:
+            p["loss"] = round(self.loss, 4)
+        self.curve.append(p)
+        if self.on_eval:
+            self.on_eval(p)
+        return p
+
+
+def _backward(loss_fn: Callable[[dict], torch.Tensor], batches: list[dict], params: list[nn.Parameter], accum: int,
+              precision: str, dev: torch.device, world: int) -> torch.Tensor:
+    """Forward and backward over one step's micro-batches; gradients averaged over ranks. Returns the
+    step's loss as a device tensor (not read here: reading it would wait for the device)."""
+    total = 0.0
+    for batch in batches:
+        batch = {k: _to(v, dev) for k, v in batch.items()}
+        with autocast(precision, dev):
+            loss = loss_fn(batch) / accum
+        loss.backward()
+        total = total + loss.detach()
+    if world > 1:
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= world
+    return total
 
 
 def _to(tensor: torch.Tensor, dev: torch.device) -> torch.Tensor:
