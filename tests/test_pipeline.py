@@ -42,7 +42,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.mark.parametrize("method", ["standard", "minijoint", "minipost"])
+@pytest.mark.parametrize("method", ["standard", pytest.param("minijoint", marks=pytest.mark.slow), "minipost"])
 def test_cipher_language_recovers_most_of_english_accuracy(toy_data, cache, method):
     points = []
     result = pipeline.run_trial(toy_config(toy_data, method), cache, points.append)
@@ -55,6 +55,7 @@ def test_cipher_language_recovers_most_of_english_accuracy(toy_data, cache, meth
     assert all(a["flops"] < b["flops"] for a, b in zip(points, points[1:]))
 
 
+@pytest.mark.slow
 def test_cipher_recovery_holds_in_fp32_and_bf16(toy_data, cache):
     """precision auto is bf16 on CPUs with native bf16 (this one) and fp32 elsewhere: the proof holds in both."""
     results = {}
@@ -67,6 +68,7 @@ def test_cipher_recovery_holds_in_fp32_and_bf16(toy_data, cache):
     assert results["fp32"]["flops"] == results["bf16"]["flops"]  # precision changes the arithmetic, not the work
 
 
+@pytest.mark.slow
 def test_mini_adaptation_costs_less_than_standard(toy_data, cache):
     flops = {m: pipeline.run_trial(toy_config(toy_data, m), cache)["flops"] for m in ("standard", "minijoint")}
     assert flops["minijoint"] < 0.75 * flops["standard"]
@@ -140,6 +142,7 @@ def test_trial_reports_test_curve_floor_and_one_off_cost(toy_data, cache):
     assert 0 <= align["agreement"] <= 1 and align["full"]["mlm_accuracy"] > 0
 
 
+@pytest.mark.slow
 def test_distilled_alignment_agrees_with_the_full_model_more_than_mlm_alignment(toy_data, cache):
     """align.objective: distill trains the new top on the full model's predictions, so for the same
     steps the mini-model stands in for the big one better than when it learns MLM on its own."""
