@@ -493,3 +493,55 @@ def test_a_baseline_that_rises_by_less_than_its_seed_spread_gives_no_ratio():
     clear = by_arm(rows(*seeds([0.05, 0.06, 0.055]), *seeds([0.05, 0.06, 0.055], "minipost k=1")))
     assert clear.loc["minipost k=1", "compute_to_match"] == pytest.approx(1.0) and not clear.loc["minipost k=1", "note"]
     assert clear.loc["minipost k=1", "baseline_rise"] == pytest.approx(0.055)
+
+
+def test_frontier_from_mlflow_equals_frontier_from_its_evaluations_csv(tmp_path, monkeypatch, capsys):
+    """A sweep's trials in a real MLflow store; `minimodel frontier` writes evaluations.csv beside the
+    table (and logs it), and `minimodel frontier --points` recomputes the same frontier from it alone."""
+    from mlflow.tracking import MlflowClient
+
+    from minimodel import cli
+    from trainables import tracking
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sweep = tracking.start_sweep(uri, "roundtrip", str(tmp_path / "runs"), {})
+    table = sweep_table().query("language == 'de'")
+    for run_id, trial in table.groupby("run_id", sort=True):
+        first = trial.iloc[0]
+        tags = {"kind": "trial", **{t: str(first[t]) for t in tracking.TRIAL_TAGS}}
+        child = tracking.start_child(sweep, run_id, tags, {})
+        for _, point in trial.iterrows():
+            tracking.log_point(sweep, child, {"step": int(point["step"]), "flops": point["flops"],
+                                              "accuracy": point["accuracy"], "test_accuracy": point["test_accuracy"]})
+        tracking.log_metrics(sweep, child, {c: first[c] for c in tracking.RUN_CONSTANTS}, 10**6)
+        tracking.end_run(sweep, child)
+    cli.main(["frontier", "--experiment", "roundtrip", "--tracking-uri", uri, "--out", str(tmp_path / "from-mlflow")])
+    from_mlflow = (tmp_path / "from-mlflow" / "frontier.csv").read_text()
+    assert "evaluations.csv" in [a.path for a in MlflowClient(uri).list_artifacts(sweep.run_id)]
+    evaluations = pd.read_csv(tmp_path / "from-mlflow" / "evaluations.csv")
+    assert list(evaluations.columns) == frontier.EVALUATION_COLUMNS and len(evaluations) == len(table)
+    capsys.readouterr()
+    cli.main(["frontier", "--points", str(tmp_path / "from-mlflow" / "evaluations.csv"), "--out", str(tmp_path / "again")])
+    assert "compute_to_match" in capsys.readouterr().out
+    assert (tmp_path / "again" / "frontier.csv").read_text() == from_mlflow
+    assert (tmp_path / "again" / "evaluations.csv").read_text() == (tmp_path / "from-mlflow" / "evaluations.csv").read_text()
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "--points {path}: no such file"),
+    ("run_id,language\nx,de\n", "--points {path}: missing columns arm, baseline, seed, step, flops, accuracy"),
+    ("run_id,language,arm,baseline,seed,step,flops,accuracy\nx,de,standard,standard,0,0,lots,0.3\n",
+     "--points {path}:2: flops 'lots' is not a number"),
+])
+def test_a_bad_points_file_is_one_clear_error(tmp_path, capsys, content, expected):
+    from minimodel import cli
+
+    path = tmp_path / "evaluations.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as done:
+        cli.main(["frontier", "--points", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and len(err) == 1 and err[0].startswith(f"minimodel: error: {expected.format(path=path)}")
+    assert not (tmp_path / "out").exists()
