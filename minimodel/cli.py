@@ -129,7 +129,19 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_frontier(args: argparse.Namespace) -> None:
-    """The frontier of a finished sweep, read back from MLflow."""
+    """The frontier of a finished sweep, read back from MLflow, or recomputed from an evaluations.csv."""
+    if not 0 <= args.tolerance < 1:
+        raise SpecError(f"--tolerance {args.tolerance:g}: an accuracy difference, at least 0 and below 1 (0.01 is one point)")
+    if args.points:
+        from minimodel import frontier_report
+
+        if args.spec or args.experiment or args.run_id:
+            raise SpecError("frontier --points: reads everything from the file; give no SPEC, --experiment or --run-id")
+        table = frontier_report.read_evaluations(args.points)
+        folder = Path("frontier") / "points" / Path(args.points).resolve().parent.name
+        folder /= frontier_report.tolerance_folder(args.tolerance) or ""
+        frontier_report.report(table, args.out or folder, args.tolerance)
+        return
     from trainables.sweep import show_frontier
 
     if args.spec:
@@ -138,9 +150,7 @@ def cmd_frontier(args: argparse.Namespace) -> None:
     elif args.experiment:
         uri, experiment = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}", args.experiment
     else:
-        raise SpecError("frontier: give a SPEC or --experiment NAME")
-    if not 0 <= args.tolerance < 1:
-        raise SpecError(f"--tolerance {args.tolerance:g}: an accuracy difference, at least 0 and below 1 (0.01 is one point)")
+        raise SpecError("frontier: give a SPEC, --experiment NAME or --points FILE")
     show_frontier(uri, experiment, args.run_id, args.out, args.tolerance)
 
 
@@ -192,7 +202,9 @@ def parser() -> argparse.ArgumentParser:
     front.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
     front.add_argument("--tracking-uri", help="default: the spec's, else sqlite:///./mlflow.db")
     front.add_argument("--run-id", help="parent run of the sweep (default: the latest)")
-    front.add_argument("--out", help="folder for frontier.csv, frontier_points.csv, frontier.png")
+    front.add_argument("--points", metavar="FILE",
+                       help="recompute the frontier from an evaluations.csv (written beside every frontier), without MLflow")
+    front.add_argument("--out", help="folder for frontier.csv, frontier.md, frontier.png, evaluations.csv")
     front.add_argument("--tolerance", type=float, default=0.01,
                        help="the target is the baseline's plateau minus this accuracy (default 0.01: one point); "
                             "a larger one asks what reaching a lower accuracy costs")

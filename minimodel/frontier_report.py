@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from minimodel import frontier
+from minimodel.data import DataError
 
 
 def _acc(x: float) -> str:
@@ -46,77 +47,132 @@ def _match(row: pd.Series) -> str:
                   row["compute_to_match_censored"])
 
 
+def _verdict(row: pd.Series, family: str) -> str:
+    """A claim after Holm's correction: yes/no with the adjusted p-value; '-' where it is not tested."""
+    if row["baseline"] == row["arm"] or np.isnan(row[f"{family}_p_holm"]):
+        return ""
+    p = row[f"{family}_p_holm"]
+    return f"{'yes' if row[family] else 'no'} (p={p:.2g})" if not np.isnan(row[f"{family}_p"]) else "no (untested)"
+
+
+def _difference(row: pd.Series, family: str) -> str:
+    """Arm minus baseline in accuracy points with its 90% interval, and the equivalence verdict."""
+    mean, lo, hi = (row[f"{family}_{k}"] for k in ("diff", "lo", "hi"))
+    if np.isnan(mean):
+        return ""
+    interval = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
+    return f"{100 * mean:+.1f}{interval}: {_verdict(row, family)}"
+
+
 def _span(values: pd.Series) -> str:
     values = values.dropna()
     lo, hi = (values.min(), values.max()) if len(values) else (frontier.NAN, frontier.NAN)
     return _acc(lo) if lo == hi or np.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
 
 
+def _shared_notes(rows: pd.DataFrame) -> list[str]:
+    """The parts of a note every row of a (language, condition) carries: said once, in its header."""
+    parts = [set(filter(None, note.split("; "))) for note in rows["note"]]
+    if len(parts) < 2:
+        return []
+    common = set.intersection(*parts)
+    return [part for part in rows["note"].iloc[0].split("; ") if part in common]
+
+
 def _header(rows: pd.DataFrame) -> str:
-    """A (language, condition): ceiling, floor, the targets of its baselines, the dev-set size."""
+    """A (language, condition): ceiling, floor, the targets of its baselines, the dev-set size, and
+    the notes that hold for all its rows."""
     language, condition = rows.iloc[0][frontier.GROUP]
     targets = rows.drop_duplicates("baseline")
     text = (f"{language} / {condition or '-'}: ceiling (English) {_span(rows['english_accuracy'])}, "
             f"floor (majority) {_span(rows['majority_accuracy'])}, target "
             + ", ".join(f"{_acc(t)} (vs {b})" for b, t in zip(targets["baseline"], targets["target"])))
     items = rows["dev_items"].dropna()
-    return text + (f", dev items {int(items.iloc[0])}" if len(items) else "")
+    text += f", dev items {int(items.iloc[0])}" if len(items) else ""
+    shared = _shared_notes(rows)
+    return text + (f"; note: {'; '.join(shared)}" if shared else "")
 
 
-_HEADS = ["arm", "config", "seeds", "dev step0 -> final", "test at target", "FLOPs to target",
-          "compute_to_match", "vs standard", "one-off FLOPs", "break-even languages", "note"]
+_HEADS = ["arm", "config", "seeds", "dev items", "dev SE", "dev step0 -> final", "test at target", "FLOPs to target",
+          "compute_to_match", "cheaper", "plateau vs baseline (pts)", "final test vs baseline (pts)", "vs standard",
+          "note"]
 
 
-def _cells(row: pd.Series) -> list[str]:
+def _cells(row: pd.Series, shared: list[str]) -> list[str]:
     """One arm's line; '*' marks test accuracy taken at the final evaluation for unreached seeds."""
     done, _, total = row["reached"].partition("/")
-    return [row["arm"], row["config"], str(row["seeds"]),
+    items, se = row["dev_items"], row["dev_standard_error"]
+    return [row["arm"], row["config"], str(row["seeds"]), "-" if np.isnan(items) else str(int(items)),
+            "-" if np.isnan(se) else f"{100 * se:.1f} pts",
             f"{_acc(row['step0_accuracy'])} -> "
             + _interval(row["final_accuracy"], row["final_accuracy_lo"], row["final_accuracy_hi"]),
             _interval(row["test_at_target"], row["test_at_target_lo"], row["test_at_target_hi"])
             + ("*" if done != total else ""),
-            _flops(row["flops_to_target"]), _match(row),
+            _flops(row["flops_to_target"]), _match(row), _verdict(row, "cheaper"),
+            _difference(row, "matches_dev"), _difference(row, "matches_test"),
             "" if row["baseline"] == "standard" else
             _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"], row["vs_standard_censored"]),
-            _flops(row["one_off_flops"]), "-" if np.isnan(row["break_even_languages"]) else
-            "inf" if np.isinf(row["break_even_languages"]) else f"{row['break_even_languages']:.3g}",
-            row["note"]]
+            "; ".join(part for part in row["note"].split("; ") if part and part not in shared)]
 
 
-def _blocks(summary: pd.DataFrame) -> tuple[list[tuple[str, list[list[str]]]], str]:
+def _number(x: float) -> str:
+    return "-" if np.isnan(x) else "inf" if np.isinf(x) else f"{x:.3g}"
+
+
+def totals(summary: pd.DataFrame) -> list[str]:
+    """Per (condition, arm) against a baseline: one-off plus adaptation FLOPs to the target over the
+    table's languages, the baseline's, and the break-even from the savings measured on them."""
+    lines = []
+    arms = summary[summary["arm"] != summary["baseline"]].drop_duplicates(["condition", "arm"])
+    for _, row in arms.iterrows():
+        languages = ", ".join(summary.loc[(summary["condition"] == row["condition"]) & (summary["arm"] == row["arm"]),
+                                          "language"])
+        lines.append(f"{row['condition'] or '-'} / {row['arm']} over {int(row['languages'])} languages ({languages}): "
+                     f"one-off {_flops(row['one_off_flops'])} + adaptation = {_flops(row['total_flops'])} FLOPs "
+                     f"against {row['baseline']}'s {_flops(row['baseline_total_flops'])} "
+                     f"(total {_number(row['total_ratio'])}x); break-even after {_number(row['break_even_languages'])} languages")
+    return lines
+
+
+def _blocks(summary: pd.DataFrame) -> tuple[list[tuple[str, list[list[str]]]], list[str]]:
     """Per (language, condition) its header and lines of cells (columns empty in every line left out),
-    and the footnote that says how to read them."""
+    and the lines under the table: total compute, then how to read it."""
     blocks, starred = [], False
     for _, rows in summary.groupby(frontier.GROUP, sort=False):
-        lines = [_cells(row) for _, row in rows.iterrows()]
+        shared = _shared_notes(rows)
+        lines = [_cells(row, shared) for _, row in rows.iterrows()]
         keep = [i for i in range(len(_HEADS)) if i == 0 or any(line[i] for line in lines)]
         blocks.append((_header(rows), [[line[i] for i in keep] for line in [_HEADS, *lines]]))
-        starred = starred or any(line[4].endswith("*") for line in lines)
-    note = "Intervals: 95% over seeds (Student t for accuracies, percentile bootstrap for compute ratios)."
-    star = "* some seeds never reached the target: their test accuracy is the final evaluation's. "
-    return blocks, star * starred + note
+        starred = starred or any(line[6].endswith("*") for line in lines)
+    m = int(summary["comparisons"].iloc[0]) if len(summary) else 0
+    note = (f"{m} comparisons against a baseline; each claim is Holm-corrected over them. cheaper: the paired "
+            f"compute ratio's one-sided p < {frontier.CHEAPER_LEVEL:g} (95% t-interval on per-seed log ratios, "
+            f"seeds paired by value). Plateau and final test vs baseline: arm minus baseline, 90% interval, matching "
+            f"(TOST) when it lies within +-tolerance. Accuracy intervals: 95% Student t over seeds.")
+    star = "* some seeds never reached the target: their test accuracy is the final evaluation's."
+    return blocks, [*totals(summary), *([star] if starred else []), note]
 
 
 def format_table(summary: pd.DataFrame) -> str:
     """The summary as aligned text for the terminal, one block per (language, condition)."""
-    blocks, footnote = _blocks(summary)
+    blocks, footer = _blocks(summary)
     text = []
     for header, lines in blocks:
         widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
         body = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
         text.append("\n".join([header, *body]))
-    return "\n\n".join([*text, footnote])
+    return "\n\n".join([*text, "\n".join(footer)])
 
 
 def format_markdown(summary: pd.DataFrame) -> str:
     """The summary as markdown (RESULTS.md, the MLflow parent run): a header line and table per group."""
-    blocks, footnote = _blocks(summary)
+    blocks, footer = _blocks(summary)
     text = []
     for header, lines in blocks:
         lines.insert(1, ["---"] * len(lines[0]))
         table = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines)
         text.append(f"**{header}**\n\n{table}")
-    return "\n\n".join([*text, footnote]) + "\n"
+    return "\n\n".join([*text, "\n\n".join(footer)]) + "\n"
 
 
 def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None = None) -> Path:
@@ -176,15 +232,64 @@ def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None
 
 def write(table: pd.DataFrame, out_dir: str | Path,
           tolerance: float = frontier.MATCH_TOLERANCE) -> tuple[pd.DataFrame, list[Path]]:
-    """Summary (CSV and markdown), plot, Pareto points and mean curves into out_dir; files[2] is the plot."""
+    """Summary (CSV and markdown), plot, Pareto points, mean curves and every counted evaluation
+    (evaluations.csv: what `minimodel frontier --points` recomputes all of it from) into out_dir;
+    files[2] is the plot."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = frontier.summary(table, tolerance)
     files = [out / "frontier.csv", out / "frontier.md", out / "frontier.png", out / "frontier_points.csv",
-             out / "frontier_curves.csv"]
+             out / "frontier_curves.csv", out / "evaluations.csv"]
     result.to_csv(files[0], index=False)
     files[1].write_text(format_markdown(result))
     plot(table, files[2], result)
     frontier.frontiers(table).to_csv(files[3], index=False)
     frontier.curves(table).to_csv(files[4], index=False)
+    frontier.evaluations(table).to_csv(files[5], index=False)
     return result, files
+
+
+def tolerance_folder(tolerance: float) -> str | None:
+    """Where a frontier at another tolerance goes, beside the sweep's own files rather than over them."""
+    return None if tolerance == frontier.MATCH_TOLERANCE else f"tolerance-{tolerance:g}"
+
+
+def report(table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier.MATCH_TOLERANCE) -> list[Path]:
+    """Write the frontier's files and print its table: what the sweep, `minimodel frontier` and
+    `minimodel frontier --points` show."""
+    summary, files = write(table, out_dir, tolerance)
+    if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
+        print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
+    print(format_table(summary))
+    print(f"frontier plot: {files[2]}")
+    return files
+
+
+_TEXT_COLUMNS = ["run_id", "language", "condition", "arm", "method", "depth", "baseline", "config", "status", "stopped"]
+
+
+def read_evaluations(path: str | Path) -> pd.DataFrame:
+    """An evaluations.csv (or any points table with the frontier's columns) read back as the sweep's
+    table; one line naming the file and what is wrong with it otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--points {path}: no such file")
+    try:
+        table = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"--points {path}: not a CSV table ({str(e).strip().splitlines()[-1]})") from None
+    missing = [c for c in frontier.REQUIRED if c not in table]
+    if missing:
+        raise DataError(f"--points {path}: missing columns {', '.join(missing)} (evaluations.csv has "
+                        f"{', '.join(frontier.EVALUATION_COLUMNS)})")
+    for column in [c for c in _TEXT_COLUMNS if c in table]:
+        table[column] = table[column].fillna("")
+    for column in [c for c in frontier.EVALUATION_COLUMNS if c not in _TEXT_COLUMNS and c in table]:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() & table[column].notna()
+        if bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+            raise DataError(f"--points {path}:{line}: {column} {table[column][bad].iloc[0]!r} is not a number")
+        table[column] = values
+    table["seed"] = table["seed"].astype(int)
+    return table

@@ -121,7 +121,7 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
     spans = sorted((r.info.start_time, r.info.end_time) for r in trials)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
     assert sorted(a.path for a in client.list_artifacts(parent.info.run_id)) == \
-        ["frontier.csv", "frontier.md", "frontier.png", "frontier_curves.csv", "frontier_points.csv"]
+        ["evaluations.csv", "frontier.csv", "frontier.md", "frontier.png", "frontier_curves.csv", "frontier_points.csv"]
 
     # Read back from MLflow, with a target 5 points under the baseline's plateau instead of 1.
     capsys.readouterr()

@@ -170,23 +170,14 @@ def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None,
     table = tracking.read_points(sweep)
     if table.empty:
         raise tracking.TrackingError(f"sweep run {sweep.run_id} of {experiment!r} has no trial results")
-    folder = Path.cwd() / "frontier" / experiment / sweep.run_id / (_tolerance_folder(tolerance) or "")
+    folder = Path.cwd() / "frontier" / experiment / sweep.run_id / (frontier_report.tolerance_folder(tolerance) or "")
     report_frontier(sweep, table, out_dir or folder, tolerance)
     print(f"MLflow: {tracking.ui_hint(sweep)}")
     return 0
 
 
-def _tolerance_folder(tolerance: float) -> str | None:
-    """Where a frontier at another tolerance goes, beside the sweep's own files rather than over them."""
-    return None if tolerance == frontier.MATCH_TOLERANCE else f"tolerance-{tolerance:g}"
-
-
 def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str | Path,
                     tolerance: float = frontier.MATCH_TOLERANCE) -> None:
-    """Write the frontier's files, log them to the sweep's run and print its table."""
-    summary, files = frontier_report.write(table, out_dir, tolerance)
-    tracking.log_artifacts(sweep, files, folder=_tolerance_folder(tolerance))
-    if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
-        print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
-    print(frontier_report.format_table(summary))
-    print(f"frontier plot: {files[2]}")
+    """Write the frontier's files (evaluations.csv among them), log them to the sweep's run and print its table."""
+    files = frontier_report.report(table, out_dir, tolerance)
+    tracking.log_artifacts(sweep, files, folder=frontier_report.tolerance_folder(tolerance))
