@@ -266,7 +266,8 @@ def _new_rows(cfg: dict, cache_dir: Path, body: nn.Module, source_tokenizer: Pre
     a = cfg["adapt"]
     if a["init"] not in LIBRARY_INITS:
         shared = shared_tokens(source_tokenizer, tokenizer) if a["init"] == "overlap" else None
-        return *init_embeddings(body, len(tokenizer), shared, a["seed"], a["init_scale"]), shared, {}
+        return (*init_embeddings(body, len(tokenizer), shared, a["seed"], a["init_scale"]), shared,
+                {"init_s": 0.0, "init_english_s": 0.0})
     entry = stage_dir("init", cfg, cache_dir)
     source_rows = body.get_input_embeddings().weight.detach()
     _complete(entry, lambda tmp: inits.compute(cfg, cache_dir, tmp, source_rows, source_tokenizer, tokenizer, texts))

@@ -122,3 +122,22 @@ def test_freedict_entries_become_single_word_pairs():
     assert ("garden", "сад") in pairs and ("ABC", "алфавит") in pairs  # "азбука, алфавит" split
     assert all(" " not in e and " " not in t for e, t in pairs)  # phrases (African woman) left out
     assert not any(t.startswith(("1.", "/")) for _, t in pairs)  # numbering and pronunciation dropped
+
+
+def test_a_trial_relearns_from_focus_and_reports_its_cost(toy_data, languages, tmp_path):
+    """The whole trial on a library init: the spliced rows are the init stage's, and the cost is reported."""
+    cfg = config(toy_data, languages, "focus")
+    cfg = trial_config({**cfg, "pretrain": {**cfg["pretrain"], "steps": 20, "batch_size": 16},
+                        "finetune": {**cfg["finetune"], "steps": 10, "batch_size": 16},
+                        "data": {**cfg["data"], "seq_len": 32, "max_docs": 500, "max_eval": 20},
+                        "adapt": {**cfg["adapt"], "vocab_size": 300, "steps": 4, "eval_every": 2, "batch_size": 8,
+                                  "train_shared": False}})
+    result = pipeline.run_trial(cfg, tmp_path)
+    stats = inits.load(pipeline.stage_dir("init", cfg, tmp_path))[2]
+    assert result["init_s"] == stats["init_s"] > 0 and result["overlap_tokens"] == stats["copied_rows"] > 0
+    rows, copied, _ = inits.load(pipeline.stage_dir("init", cfg, tmp_path))
+    learned = pipeline.load_embeddings(pipeline.stage_dir("adapt", cfg, tmp_path) / "embeddings")[1]
+    kept = list(copied)
+    # train_shared false: the copied rows keep their source vectors (up to AdamW's decay), the others move
+    assert torch.allclose(learned[kept], rows[kept], atol=1e-3)
+    assert not torch.allclose(learned, rows)
