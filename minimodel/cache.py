@@ -85,10 +85,7 @@ def cached_tokenizer(folder: Path, train: Callable[[], PreTrainedTokenizerBase])
 
 def token_blocks(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: int, cache_dir: str | Path) -> torch.Tensor:
     """Packed [n, seq_len] token blocks of a corpus, cached per (tokenizer, corpus, seq_len)."""
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode())
-    key = config_hash(tokenizer.backend_tokenizer.to_str(), digest.hexdigest(), seq_len)
+    key = config_hash(tokenizer.backend_tokenizer.to_str(), text_digest(texts), seq_len)
     entry = Path(cache_dir) / "tokens" / key
 
     def compute(tmp: Path) -> None:
@@ -96,6 +93,14 @@ def token_blocks(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: 
             save_file({"blocks": pack(tokenizer(texts, truncation=False)["input_ids"], seq_len)}, tmp / "blocks.safetensors")
     build(entry, compute)
     return load_file(entry / "blocks.safetensors")["blocks"]
+
+
+def text_digest(texts: list[str]) -> str:
+    """sha256 of a corpus's documents: what a cache entry computed from the text depends on."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+    return digest.hexdigest()
 
 
 def _publish(tmp: Path, entry: Path) -> None:

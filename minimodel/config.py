@@ -14,6 +14,9 @@ from typing import Any
 
 METHODS = ("standard", "minijoint", "minipost")
 PRECISIONS = ("auto", "fp32", "bf16")
+# random and overlap are minimodel's; focus and wechsel call their libraries (minimodel.inits).
+LIBRARY_INITS = ("focus", "wechsel")
+INITS = ("random", "overlap", *LIBRARY_INITS)
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -56,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "language": "de",
         "method": "minipost",
         "depth": 2,
-        "init": "overlap",  # random | overlap
+        "init": "overlap",  # random | overlap | focus | wechsel (README: Initialisations)
         "vocab_size": 8000,
         "lr": 1e-3,
         "steps": 500,
@@ -70,7 +73,13 @@ DEFAULTS: dict[str, Any] = {
         "train_shared": True,
         # the spread of the new rows' random init, as a multiple of the source embeddings' spread
         "init_scale": 1.0,
+        # wechsel: its bilingual dictionary, "" = Debian's FreeDict packages for the language, or a file
+        # of "english<TAB>word" lines ({lang} is replaced by the language)
+        "dictionary": "",
     },
+    # fastText vectors that focus (token level, target text) and wechsel (word level, English and
+    # target text) are given, trained here on the trial's corpora (CBOW, both libraries' choice).
+    "fasttext": {"dim": 100, "epochs": 10, "min_count": 5},
 }
 
 
@@ -117,8 +126,8 @@ def trial_config(overrides: dict | None = None) -> dict:
         raise ConfigError(f"'precision' must be one of {', '.join(PRECISIONS)}, got {cfg['precision']!r}")
     if adapt["method"] not in METHODS:
         raise ConfigError(f"'adapt.method' must be one of {', '.join(METHODS)}, got {adapt['method']!r}")
-    if adapt["init"] not in ("random", "overlap"):
-        raise ConfigError(f"'adapt.init' must be random or overlap, got {adapt['init']!r}")
+    if adapt["init"] not in INITS:
+        raise ConfigError(f"'adapt.init' must be one of {', '.join(INITS)}, got {adapt['init']!r}")
     if cfg["align"]["objective"] not in ("mlm", "distill"):
         raise ConfigError(f"'align.objective' must be mlm or distill, got {cfg['align']['objective']!r}")
     if cfg["align"]["init"] not in ("copy", "random"):

@@ -16,15 +16,20 @@ def init_embeddings(source: PreTrainedModel, vocab_size: int, shared: dict[int, 
     """(weight, bias) for a new vocabulary: random around the source embeddings' mean with `scale` times
     their spread, then (overlap init) the source's vector and bias copied for every shared token."""
     src_w = source.get_input_embeddings().weight.detach()
-    src_b = output_bias(source).detach()
     g = torch.Generator().manual_seed(seed)
     weight = torch.randn(vocab_size, src_w.shape[1], generator=g) * (scale * src_w.std()) + src_w.mean()
+    if shared:
+        weight[torch.tensor(list(shared))] = src_w[torch.tensor(list(shared.values()))].float()
+    return weight, shared_bias(source, vocab_size, shared)
+
+
+def shared_bias(source: PreTrainedModel, vocab_size: int, shared: dict[int, int] | None) -> torch.Tensor:
+    """The MLM output bias of a new vocabulary: the source's for the rows copied from it, else zero
+    (FOCUS and WECHSEL give word embeddings only)."""
     bias = torch.zeros(vocab_size)
     if shared:
-        tgt, src = torch.tensor(list(shared)), torch.tensor(list(shared.values()))
-        weight[tgt] = src_w[src].float()
-        bias[tgt] = src_b[src].float()
-    return weight, bias
+        bias[torch.tensor(list(shared))] = output_bias(source).detach()[torch.tensor(list(shared.values()))].float()
+    return bias
 
 
 def splice(model: PreTrainedModel, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:

@@ -4,6 +4,8 @@
     align     MiniPost: align a new top over frozen layers[:depth]                          shared
     finetune  English task fine-tune of the full model, word embeddings frozen              shared
               (a classifier, or a span head for extractive QA: tasks.py / qa.py)
+    init      FOCUS or WECHSEL: the new vocabulary's rows from their libraries (inits.py),   per language
+              one entry shared by every arm that relearns the same source embeddings
     adapt     the trial: relearn one language's embeddings through the full or mini-model,
               evaluating zero-shot on the way
 
@@ -23,10 +25,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from minimodel import data, qa, tasks
+from minimodel import data, inits, qa, tasks
 from minimodel.cache import build, cached_tokenizer, token_blocks, valid
-from minimodel.config import config_hash
-from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
+from minimodel.config import LIBRARY_INITS, config_hash
+from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, shared_bias, splice
 from minimodel.joint import joint_loss
 from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
 from minimodel.models import build_mlm, device, empty_tokenizer, fingerprint, load_mlm, mini_model, mlm_head, new_head, trainable
@@ -58,9 +60,12 @@ def stage_keys(cfg: dict) -> dict[str, str]:
     align = config_hash("align", source, cfg["align"], a["depth"])
     finetune = config_hash("finetune", source, cfg["finetune"], d["task"], d["seq_len"])
     vocab = config_hash("vocab", source, d["target_corpus"], a["language"], a["vocab_size"], d["max_docs"])
+    # Every arm relearns the source model's word embeddings (MiniPost's and MiniJoint's mini-models
+    # share them), so the init hangs on the source stage, not on the arm.
+    init = config_hash("init", source, vocab, *inits.key_parts(cfg)) if a["init"] in LIBRARY_INITS else None
     through = align if a["method"] == "minipost" else source
-    adapt = config_hash("adapt", through, finetune, vocab, a, d, cfg["seed"])
-    return {"source": source, "align": align, "finetune": finetune, "vocab": vocab, "adapt": adapt}
+    adapt = config_hash("adapt", through, finetune, vocab, a, d, cfg["seed"], *([init] if init else []))
+    return {"source": source, "align": align, "finetune": finetune, "vocab": vocab, "init": init, "adapt": adapt}
 
 
 def stage_dir(name: str, cfg: dict, cache_dir: str | Path) -> Path:
@@ -212,8 +217,7 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     tokenizer = cached_tokenizer(cache_dir / "vocab" / keys["vocab"],
                                  lambda: train_tokenizer(source_tokenizer, texts, a["vocab_size"]))
     body = AutoModelForMaskedLM.from_pretrained(through)
-    shared = shared_tokens(source_tokenizer, tokenizer) if a["init"] == "overlap" else None
-    weight, bias = init_embeddings(body, len(tokenizer), shared, seed, a["init_scale"])
+    weight, bias, shared, init_cost = _new_rows(cfg, cache_dir, body, source_tokenizer, tokenizer, texts)
     splice(body, weight, bias)
     only_embeddings_trainable(body)
     if shared and not a["train_shared"]:
@@ -250,8 +254,25 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     return {**stats, **{k: final[k] for m in task.METRICS for k in (m, f"test_{m}")},
             **{f"english_{m}": english[m] for m in task.METRICS}, **task.floor(test),
             "dev_items": len(dev), "test_items": len(test),
-            "one_off_flops": one_off_flops(cfg, cache_dir),
+            "one_off_flops": one_off_flops(cfg, cache_dir), **init_cost,
             "overlap_tokens": len(shared or {}), "vocab_size": len(tokenizer)}
+
+
+def _new_rows(cfg: dict, cache_dir: Path, body: nn.Module, source_tokenizer: PreTrainedTokenizerBase,
+              tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """The new vocabulary's (word embeddings, output bias), the rows that hold source vectors (target id
+    -> source id), and the init's cost in seconds: random or overlap here, FOCUS or WECHSEL from the
+    cached init stage (its cost is what computing it took, whichever trial did)."""
+    a = cfg["adapt"]
+    if a["init"] not in LIBRARY_INITS:
+        shared = shared_tokens(source_tokenizer, tokenizer) if a["init"] == "overlap" else None
+        return (*init_embeddings(body, len(tokenizer), shared, a["seed"], a["init_scale"]), shared,
+                {"init_s": 0.0, "init_english_s": 0.0})
+    entry = stage_dir("init", cfg, cache_dir)
+    source_rows = body.get_input_embeddings().weight.detach()
+    _complete(entry, lambda tmp: inits.compute(cfg, cache_dir, tmp, source_rows, source_tokenizer, tokenizer, texts))
+    weight, shared, stats = inits.load(entry)
+    return weight, shared_bias(body, len(tokenizer), shared), shared, {k: stats[k] for k in ("init_s", "init_english_s")}
 
 
 def one_off_flops(cfg: dict, cache_dir: str | Path) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from minimodel import checks, cipher, data
+from minimodel import checks, cipher, data, inits
 from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted
 from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
@@ -48,6 +48,7 @@ RANGES = {
     "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
     "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
     "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
+    "fasttext.dim": COUNT, "fasttext.epochs": COUNT, "fasttext.min_count": COUNT,
 }
 # Hyper-parameters chosen on dev for every arm alike (the frontier keeps each arm's best on dev); any
 # other searched key but the depth is a condition that every arm of a comparison must share.
@@ -184,6 +185,7 @@ def validate(raw: dict) -> Spec:
     )
     _check_every_config(spec)
     _check_data(spec)
+    _check_inits(spec)
     return spec
 
 
@@ -344,6 +346,21 @@ def _check_data(spec: Spec) -> None:
                 checks.check_task(d["task"], spec.languages)
             except data.DataError as e:
                 raise SpecError(f"trial.data.task: {e}") from None
+
+
+def _check_inits(spec: Spec) -> None:
+    """Every library init the sweep can run (adapt.init, or its searched values) has what it needs for
+    every language: its Python packages and, for WECHSEL, a bilingual dictionary."""
+    dim = spec.search.get("adapt.init")
+    for method, base in spec.bases.items():
+        values = dim["values"] if dim and "adapt.init" not in spec.pinned[method] else [base["adapt"]["init"]]
+        for init in values:
+            for language in spec.languages:
+                try:
+                    inits.check(init, language, base["adapt"]["dictionary"])
+                except inits.InitError as e:
+                    key = "search.adapt.init" if init != base["adapt"]["init"] else _origin(spec, method, "adapt.init")
+                    raise SpecError(f"{key}: {e}") from None
 
 
 def _origin(spec: Spec, method: str, key: str, searched: dict | None = None) -> str:

@@ -169,7 +169,7 @@ def check(raw: dict, message: str, *overrides: str) -> None:
     (["trial.model.name=bundled:minilm-l6", "search.adapt.depth.high=6"],
      "search.adapt.depth: depth 6 is beyond bundled:minilm-l6's 6 layers (max 5)"),
     (["search_alg=grid", "search.adapt.lr={type: choice, values: [0.01]}", "search.adapt.init={type: choice, values: [random, clever]}"],
-     "search.adapt.init: 'adapt.init' must be random or overlap"),
+     "search.adapt.init: 'adapt.init' must be one of random, overlap, focus, wechsel"),
     (["search.adapt.wings={type: int, low: 1, high: 2}"], "search.adapt.wings: unknown key (known: batch_size,"),
     (["search.align.lr={type: float, low: 0.001, high: 0.01}"], "search.align.lr: a shared-stage key must be searched as int or choice"),
     (["search.adapt.language={type: choice, values: [xx]}"], "set methods: and languages: instead"),

@@ -21,7 +21,8 @@ from minimodel.spec import SpecError
 
 POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
 FINAL_METRICS = ("english_accuracy", "english_macro_f1", "english_exact_match", "majority_accuracy", "one_off_flops", "dev_items",
-                 "test_items", "overlap_tokens", "restarts", "recomputed_steps", "recomputed_flops")
+                 "test_items", "overlap_tokens", "restarts", "recomputed_steps", "recomputed_flops",
+                 "init_s", "init_english_s")
 RUN_CONSTANTS = ("english_accuracy", "majority_accuracy", "one_off_flops", "dev_items")
 TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "seed", "config")
 # MLflow charts plot metrics against their step: a trial's curve is logged with step = cumulative
