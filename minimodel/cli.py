@@ -31,8 +31,8 @@ def cmd_trial(args: argparse.Namespace) -> None:
 
     spec = load_spec(args.spec, args.set)
     method = args.method or spec.methods[0]
-    if method not in spec.methods:
-        raise SpecError(f"--method {method}: the spec's methods are {', '.join(spec.methods)}")
+    if method not in spec.arms():
+        raise SpecError(f"--method {method}: the spec's arms are {', '.join(spec.arms())}")
     cfg = spec.config(method, args.language or spec.languages[0])
     cache = Path(spec.storage) / "cache"
     a = cfg["adapt"]
@@ -66,8 +66,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     spec = load_spec(args.spec, args.set)
     if args.language not in spec.languages:
         raise SpecError(f"--language {args.language}: the spec's languages are {', '.join(spec.languages)}")
-    if args.method and args.method not in spec.methods:
-        raise SpecError(f"--method {args.method}: the spec's methods are {', '.join(spec.methods)}")
+    if args.method and args.method not in spec.arms():
+        raise SpecError(f"--method {args.method}: the spec's arms are {', '.join(spec.arms())}")
     run_id = None
     if args.trial or args.best:
         from trainables import registry, tracking
@@ -169,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
     trial = sub.add_parser("trial", help="run one adaptation trial locally, without Ray")
     trial.add_argument("spec", help="sweep YAML; its trial: block and first method/language are used")
     trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
-    trial.add_argument("--method", help="one of the spec's methods (default: the first)")
+    trial.add_argument("--method", help="one of the spec's arms (default: its first method)")
     trial.add_argument("--language", help="target language (default: the spec's first)")
     trial.set_defaults(run=cmd_trial)
 
@@ -202,7 +202,7 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("spec", help="sweep YAML (its storage holds the trial's cache)")
     exp.add_argument("--set", **overrides)
     exp.add_argument("--language", required=True, help="the target language whose model to export")
-    exp.add_argument("--method", help="one of the spec's methods (default: the first; with --best: any)")
+    exp.add_argument("--method", help="one of the spec's arms (default: its first method; with --best: any)")
     which = exp.add_mutually_exclusive_group()
     which.add_argument("--trial", help="a trial of the spec's MLflow experiment: Tune trial id or MLflow run id")
     which.add_argument("--best", action="store_true", help="the latest sweep's trial with the best final dev accuracy")

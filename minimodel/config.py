@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-METHODS = ("standard", "minijoint", "minipost")
+from minimodel import arms
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 DEFAULTS: dict[str, Any] = {
@@ -64,7 +65,6 @@ DEFAULTS: dict[str, Any] = {
         "warmup": 0.06,
         "eval_every": 100,
         "seed": 0,  # the adaptation's own seed (new rows, batches, masks): a spec's `seeds:` repeats trials over it
-        "through_joint": False,  # standard only: relearn through MiniJoint's jointly trained model (its baseline)
         # overlap init: whether the rows copied from the source (tokens both vocabularies share) train too,
         # or keep the source's vectors while the new rows learn to fit them
         "train_shared": True,
@@ -74,8 +74,18 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Keys of older versions, and what replaced them: named in the error instead of "unknown key".
+RETIRED = {"adapt.through_joint": "MiniJoint's baseline is the arm adapt.method: standard-through-joint "
+                                  "(a spec adds it with joint_baseline: true)"}
+
+
 class ConfigError(ValueError):
     """A bad key or value in a config; the message names the dotted key."""
+
+
+def retired(path: str) -> str | None:
+    """What replaced a key of an older version ('trial.adapt.through_joint' too), or None."""
+    return next((why for key, why in RETIRED.items() if path == key or path.endswith(f".{key}")), None)
 
 
 def merge(base: dict, overrides: dict, prefix: str = "") -> dict:
@@ -84,6 +94,8 @@ def merge(base: dict, overrides: dict, prefix: str = "") -> dict:
     for key, value in overrides.items():
         path = f"{prefix}{key}"
         if key not in out:
+            if retired(path):
+                raise ConfigError(f"'{path}' is retired: {retired(path)}")
             raise ConfigError(f"unknown key '{path}' (known: {', '.join(sorted(out))})")
         if isinstance(out[key], dict):
             if not isinstance(value, dict):
@@ -115,18 +127,16 @@ def trial_config(overrides: dict | None = None) -> dict:
     adapt = cfg["adapt"]
     if cfg["precision"] not in PRECISIONS:
         raise ConfigError(f"'precision' must be one of {', '.join(PRECISIONS)}, got {cfg['precision']!r}")
-    if adapt["method"] not in METHODS:
-        raise ConfigError(f"'adapt.method' must be one of {', '.join(METHODS)}, got {adapt['method']!r}")
+    if adapt["method"] not in arms.ARMS:  # the arms are the table's entries (minimodel.arms)
+        raise ConfigError(f"'adapt.method' must be one of {', '.join(arms.ARMS)}, got {adapt['method']!r}")
     if adapt["init"] not in ("random", "overlap"):
         raise ConfigError(f"'adapt.init' must be random or overlap, got {adapt['init']!r}")
     if cfg["align"]["objective"] not in ("mlm", "distill"):
         raise ConfigError(f"'align.objective' must be mlm or distill, got {cfg['align']['objective']!r}")
     if cfg["align"]["init"] not in ("copy", "random"):
         raise ConfigError(f"'align.init' must be copy or random, got {cfg['align']['init']!r}")
-    if adapt["through_joint"] and adapt["method"] != "standard":
-        raise ConfigError(f"'adapt.through_joint' is for method standard only (got {adapt['method']!r})")
     layers = cfg["model"]["layers"] if cfg["model"]["name"] == "scratch" else None
-    if adapt["method"] != "standard" and (adapt["depth"] < 1 or (layers and adapt["depth"] >= layers)):
+    if arms.get(cfg).has_depth and (adapt["depth"] < 1 or (layers and adapt["depth"] >= layers)):
         raise ConfigError(f"'adapt.depth' must be between 1 and the model's layers - 1, got {adapt['depth']}")
     return cfg
 
@@ -140,7 +150,7 @@ def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
             raise ConfigError(f"unknown key '{'.'.join(parents[: i + 1])}'")
         node = node[part]
     if leaf not in node:
-        raise ConfigError(f"unknown key '{dotted}'")
+        raise ConfigError(f"'{dotted}' is retired: {retired(dotted)}" if retired(dotted) else f"unknown key '{dotted}'")
     node[leaf] = _coerce(dotted, node[leaf], value)
 
 

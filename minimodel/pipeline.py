@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from minimodel import data, qa, tasks
+from minimodel import arms, data, qa, tasks
 from minimodel.cache import build, cached_tokenizer, token_blocks, valid
 from minimodel.config import config_hash
 from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
@@ -40,13 +40,12 @@ HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure ML
 
 def needed_stages(cfg: dict) -> list[str]:
     """The shared stages a trial needs, in dependency order."""
-    return ["source", "align", "finetune"] if cfg["adapt"]["method"] == "minipost" else ["source", "finetune"]
+    return list(arms.get(cfg).stages)
 
 
 def joint_depth(cfg: dict) -> int:
     """The layer of the source model's second MLM head: MiniJoint's, and its standard baseline's."""
-    a = cfg["adapt"]
-    return a["depth"] if a["method"] == "minijoint" or a["through_joint"] else 0
+    return cfg["adapt"]["depth"] if arms.get(cfg).joint else 0
 
 
 def stage_keys(cfg: dict) -> dict[str, str]:
@@ -58,7 +57,7 @@ def stage_keys(cfg: dict) -> dict[str, str]:
     align = config_hash("align", source, cfg["align"], a["depth"])
     finetune = config_hash("finetune", source, cfg["finetune"], d["task"], d["seq_len"])
     vocab = config_hash("vocab", source, d["target_corpus"], a["language"], a["vocab_size"], d["max_docs"])
-    through = align if a["method"] == "minipost" else source
+    through = {"source": source, "align": align}[arms.get(cfg).through[0]]
     adapt = config_hash("adapt", through, finetune, vocab, a, d, cfg["seed"])
     return {"source": source, "align": align, "finetune": finetune, "vocab": vocab, "adapt": adapt}
 
@@ -204,8 +203,8 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     lang, keys = a["language"], stage_keys(cfg)
     rank, world = distributed()
     source = stage_dir("source", cfg, cache_dir)
-    through = {"standard": source / "model", "minijoint": source / "mini",
-               "minipost": stage_dir("align", cfg, cache_dir) / "mini"}[a["method"]]
+    stage, folder = arms.get(cfg).through
+    through = stage_dir(stage, cfg, cache_dir) / folder
     seed = a["seed"]
     texts = data.read_corpus(d["target_corpus"], lang, d["max_docs"])
     source_tokenizer = AutoTokenizer.from_pretrained(source / "model")
@@ -255,17 +254,9 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
 
 
 def one_off_flops(cfg: dict, cache_dir: str | Path) -> int:
-    """What a mini-method pays once, before any language: MiniPost's alignment; for MiniJoint, what
-    its second head added to pretraining (the joint source model's FLOPs over the plain one's, where
-    the plain one was built; else the whole joint pretraining). Standard pays nothing extra."""
-    a = cfg["adapt"]
-    if a["method"] == "minipost":
-        return run_stage("align", cfg, cache_dir)["flops"]
-    if a["method"] == "minijoint":
-        plain = {**cfg, "adapt": {**a, "method": "standard", "through_joint": False}}
-        joint = run_stage("source", cfg, cache_dir)["flops"]
-        return joint - run_stage("source", plain, cache_dir)["flops"] if stage_done("source", plain, cache_dir) else joint
-    return 0
+    """What the trial's arm pays once, before any language (minimodel.arms: MiniPost's alignment,
+    MiniJoint's second head)."""
+    return arms.get(cfg).one_off(cfg, lambda name, c: run_stage(name, c, cache_dir) if stage_done(name, c, cache_dir) else None)
 
 
 STAGES = {"source": _source, "align": _align, "finetune": _finetune}

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from minimodel import checks, cipher, data
-from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted
+from minimodel import arms, checks, cipher, data
+from minimodel.config import DEFAULTS, ConfigError, merge, retired, set_dotted
 from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
 
@@ -135,7 +135,7 @@ def validate(raw: dict) -> Spec:
         base = merge(DEFAULTS, trial, "trial.")
     except ConfigError as e:
         raise SpecError(str(e)) from None
-    bases, pinned = _methods(raw.get("methods", list(METHODS)), base)
+    bases, pinned = _methods(raw.get("methods", arms.methods()), base)
     languages = _languages(raw, base)
     search = {key: _dim(key, dim) for key, dim in _get(raw, "search", dict, {}).items()}
 
@@ -170,9 +170,11 @@ def validate(raw: dict) -> Spec:
         raise SpecError(f"stages.workers: must be at least 1 (got {stages['workers']})")
     asha = None if raw.get("asha") in (None, False) else _asha(raw)
     seeds = _seeds(raw, base, search_alg)
-    joint_baseline = _get(raw, "joint_baseline", bool, "minijoint" in bases)
-    if joint_baseline and not {"standard", "minijoint"} <= set(bases):
-        raise SpecError("joint_baseline: needs both standard and minijoint among the methods")
+    borrowing = [a for a in arms.ARMS.values() if a.borrows]
+    joint_baseline = _get(raw, "joint_baseline", bool, any(a.borrows in bases for a in borrowing))
+    if joint_baseline and not any({a.variant_of, a.borrows} <= set(bases) for a in borrowing):
+        raise SpecError("joint_baseline: needs both " + " or ".join(f"{a.variant_of} and {a.borrows}" for a in borrowing)
+                        + " among the methods")
     _controlled(raw, search, search_alg, joint_baseline)
 
     spec = Spec(
@@ -208,6 +210,9 @@ def _known(raw: dict, known, where: str) -> None:
 
 def _known_tree(tree: dict, defaults: dict, where: str) -> None:
     """Every key of a partial trial config (a trial: block, a method's overrides) exists in DEFAULTS."""
+    for key in tree:
+        if key not in defaults and retired(f"{where}{key}"):
+            raise SpecError(f"{where}{key}: retired; {retired(f'{where}{key}')}")
     _known(tree, defaults, where)
     for key, value in tree.items():
         if isinstance(defaults[key], dict) and isinstance(value, dict):
@@ -235,8 +240,9 @@ def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[s
         raise SpecError("methods: must be a non-empty list of methods or a mapping method -> trial overrides")
     bases, pinned = {}, {}
     for method, overrides in methods.items():
-        if method not in METHODS:
-            raise SpecError(f"methods: unknown method {method!r} (known: {', '.join(METHODS)})")
+        if method not in arms.methods():
+            added = f"; joint_baseline adds {method}" if method in arms.ARMS else ""
+            raise SpecError(f"methods: unknown method {method!r} (known: {', '.join(arms.methods())}){added}")
         if not isinstance(overrides, dict | None):
             raise SpecError(f"methods.{method}: must be a mapping of trial-config overrides")
         _known_tree(overrides or {}, DEFAULTS, f"methods.{method}.")
@@ -244,7 +250,7 @@ def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[s
             bases[method] = merge(base, overrides or {}, f"methods.{method}.")
         except ConfigError as e:
             raise SpecError(str(e)) from None
-        pinned[method] = set(_dotted_keys(overrides or {})) | ({"adapt.depth"} if method == "standard" else set())
+        pinned[method] = set(_dotted_keys(overrides or {})) | arms.ARMS[method].pinned
     return bases, pinned
 
 
@@ -267,7 +273,7 @@ def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) 
     allowed = _get(raw, "allow_differences", list, [])
     for method, overrides in (raw.get("methods") or {}).items() if isinstance(raw.get("methods"), dict) else ():
         for key in _dotted_keys(overrides or {}):
-            joint_pretraining = method == "minijoint" and joint_baseline and key.startswith(("pretrain.", "model."))
+            joint_pretraining = arms.ARMS[method].joint and joint_baseline and key.startswith(("pretrain.", "model."))
             if key != "adapt.depth" and key not in allowed and not joint_pretraining:
                 raise SpecError(f"methods.{method}.{key}: methods of one comparison may differ only in method and "
                                 "depth; set it in trial: for every method, or list it under allow_differences")
@@ -357,6 +363,8 @@ def _dim(key: str, dim: Any) -> dict:
     where = f"search.{key}"
     if key in ("adapt.method", "adapt.language"):
         raise SpecError(f"{where}: set methods: and languages: instead of searching them")
+    if retired(key):
+        raise SpecError(f"{where}: retired; {retired(key)}")
     *parents, leaf = key.split(".")
     node = DEFAULTS
     for i, part in enumerate(parents):
@@ -418,8 +426,9 @@ def _check_every_config(spec: Spec) -> None:
     numbers in range, a model that exists, and a mini-model depth that leaves a layer above it."""
     for method, base in spec.bases.items():
         name = base["model"]["name"]
-        if (name == "scratch" or method == "minijoint") and base["pretrain"]["steps"] < 1:
-            why = "a scratch model" if name == "scratch" else "MiniJoint (its second head is trained in pretraining)"
+        arm = arms.ARMS[method]
+        if (name == "scratch" or arm.joint) and base["pretrain"]["steps"] < 1:
+            why = "a scratch model" if name == "scratch" else f"{arm.title} (its second head is trained in pretraining)"
             raise SpecError(f"methods.{method}.pretrain.steps: {why} needs pretraining steps > 0")
         try:
             config = checks.model_config(name)
@@ -442,7 +451,7 @@ def _check_every_config(spec: Spec) -> None:
             _check_ranges(spec, method, cfg, values)
             layers = cfg["model"]["layers"] if name == "scratch" else (config or {}).get("num_hidden_layers")
             depth = cfg["adapt"]["depth"]
-            if method != "standard" and layers is not None and not 1 <= depth < layers:
+            if arm.has_depth and layers is not None and not 1 <= depth < layers:
                 raise SpecError(f"{_origin(spec, method, 'adapt.depth', values)}: depth {depth} is beyond "
                                 f"{cfg['model']['name']}'s {layers} layers (max {layers - 1})")
             positions = (config or {}).get("max_position_embeddings")

@@ -25,6 +25,7 @@ from minimodel.plan import Spec
 from trainables import progress, tracking
 
 
+VARIANT = "variant"  # Optuna's draw between a method and an arm added as a form of it (tuner.define_space)
 MEMORY_ERRORS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
 
 
@@ -41,11 +42,12 @@ def describe(spec: Spec, config: dict, cache_dir: str, trial_id: str) -> tuple[d
     """(trial config, MLflow run name, tags, params) of a Tune config: the sampled values
     (adapt.method, adapt.language and the search keys), or a grid row of them under "point"."""
     values = dict(config.get("point", config))
+    values.pop(VARIANT, None)  # adapt.method holds the arm it drew
     method, language = values.pop("adapt.method"), values.pop("adapt.language")
     cfg = spec.config(method, language, values)
     a = cfg["adapt"]
     tags = {"kind": "trial", "key": trial_id, "method": method, "language": language,
-            "depth": str(a["depth"]) if method != "standard" else "full", "init": a["init"],
+            "depth": "full" if arms.get(cfg).full_model else str(a["depth"]), "init": a["init"],
             "arm": arms.arm(cfg), "baseline": arms.baseline(cfg), "seed": str(a["seed"]),
             "condition": arms.describe(cfg, spec.conditions), "config": arms.describe(cfg, spec.tuned),
             "model": cfg["model"]["name"], "adapt_key": pipeline.stage_keys(cfg)["adapt"],
