@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from minimodel import cipher, data
+from minimodel.errors import UserError
 from minimodel.models import FAMILIES, ModelError, resolve
 
 # Files any of which makes a folder's tokenizer loadable by AutoTokenizer (fast, WordPiece, BPE, SentencePiece).
@@ -34,7 +35,7 @@ class VocabError(data.DataError):
     """A vocabulary larger than its corpus can yield; the message starts with the size asked."""
 
 
-class ResourceError(ValueError):
+class ResourceError(UserError):
     """The spec asks for more CPUs or GPUs than the machine or cluster can give; one line naming the key."""
 
 

@@ -15,14 +15,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # every trial's evaluation lines and every stage's start must reach `ray job logs` as they are.
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"step \d+/\d+: dev accuracy|^stage \S+ \S+: computing")
 
-from minimodel.checks import ResourceError, check_resources, machine_resources  # noqa: E402
-from minimodel.config import ConfigError  # noqa: E402
+from minimodel.checks import check_resources, machine_resources  # noqa: E402
 from minimodel.data import DataError  # noqa: E402
-from minimodel.models import ModelError  # noqa: E402
+from minimodel.errors import UserError  # noqa: E402
 from minimodel.spec import SpecError, load_spec  # noqa: E402
 
 # Bad input of any kind: one line naming the culprit, exit 2, no traceback.
-USER_ERRORS = (ConfigError, DataError, ModelError, ResourceError, SpecError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
 def cmd_trial(args: argparse.Namespace) -> None:

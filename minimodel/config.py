@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from minimodel import arms
+from minimodel.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -79,7 +80,7 @@ RETIRED = {"adapt.through_joint": "MiniJoint's baseline is the arm adapt.method:
                                   "(a spec adds it with joint_baseline: true)"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad key or value in a config; the message names the dotted key."""
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from minimodel import arms, checks, cipher, data
 from minimodel.config import DEFAULTS, ConfigError, merge, retired, set_dotted
+from minimodel.errors import UserError
 from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
 
@@ -54,7 +55,7 @@ RANGES = {
 TUNED = ("adapt.lr", "adapt.warmup")
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A bad sweep spec; the message is one line that names the key or file."""
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from minimodel.spec import SpecError
+from minimodel.errors import UserError
 
 POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
 FINAL_METRICS = ("english_accuracy", "english_macro_f1", "english_exact_match", "majority_accuracy", "one_off_flops", "dev_items",
@@ -29,7 +29,7 @@ TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "se
 STEP_UNIT = 1e9
 
 
-class TrackingError(SpecError):
+class TrackingError(UserError):
     """The spec's tracking store cannot be used; one line that names the URI (a user error, like a
     missing data file, so the CLI reports it the same way)."""
 
