@@ -16,6 +16,7 @@ from minimodel import arms
 from minimodel.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16")
+SOURCE_LANGUAGE = "en"  # the language of the source model, its task fine-tune and every source corpus
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,

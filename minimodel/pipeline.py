@@ -25,7 +25,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenize
 
 from minimodel import arms, data, qa, tasks
 from minimodel.cache import build, cached_tokenizer, token_blocks, valid
-from minimodel.config import config_hash
+from minimodel.config import SOURCE_LANGUAGE, config_hash
 from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
 from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
@@ -34,7 +34,6 @@ from minimodel.post import minipost_model
 from minimodel.train import distributed, train
 from minimodel.vocab import canonical, shared_tokens, train_tokenizer
 
-SOURCE_LANGUAGE = "en"
 HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure MLM loss and accuracy
 
 

@@ -18,14 +18,13 @@ from typing import Any
 import yaml
 
 from minimodel import arms, checks, cipher, data
-from minimodel.config import DEFAULTS, ConfigError, merge, retired, set_dotted
+from minimodel.config import DEFAULTS, SOURCE_LANGUAGE, ConfigError, merge, retired, set_dotted
 from minimodel.errors import UserError
 from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
 
 SEARCH_ALGS = ("optuna-tpe", "optuna-multi", "grid")
 DIM_TYPES = ("int", "float", "loguniform", "choice")
-SOURCE_LANGUAGE = "en"
 
 # Defaults of every optional section; a key not listed here is unknown.
 RESOURCES = {"cpus": 1.0, "gpus": 0.0, "workers": 0, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
