@@ -101,14 +101,3 @@ def arm(cfg: dict) -> str:
 def baseline(cfg: dict) -> str:
     """The label of the arm a trial is measured against."""
     return arm({**cfg, "adapt": {**cfg["adapt"], "method": get(cfg).baseline}})
-
-
-def describe(cfg: dict, keys: list[str]) -> str:
-    """'init=overlap, lr=0.001': the values of dotted keys in a trial config, short names."""
-    values = []
-    for key in keys:
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
-        values.append(f"{key.removeprefix('adapt.')}={node:g}" if isinstance(node, float) else f"{key.removeprefix('adapt.')}={node}")
-    return ", ".join(values)

@@ -109,13 +109,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Check a spec completely (keys, types, ranges, files, languages, depths) and say what it runs."""
-    from minimodel.plan import describe
+    from minimodel.plan import summary
 
     spec = load_spec(args.spec, args.set)
     if not os.environ.get("RAY_ADDRESS"):  # bound for a cluster: `minimodel sweep` checks it once Ray is up
         check_resources(spec.resources, spec.stages, machine_resources(), "this machine",
                         "; a spec for a Ray cluster is checked against it by minimodel sweep (validate skips this with RAY_ADDRESS set)")
-    print(describe(spec))
+    print(summary(spec))
     print(f"{args.spec}: valid")
 
 

@@ -143,6 +143,31 @@ def trial_config(overrides: dict | None = None) -> dict:
     return cfg
 
 
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'adapt': {'lr': 1e-3}} -> {'adapt.lr': 1e-3}: a (partial) config by dotted key (MLflow params too)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def get_dotted(cfg: dict, dotted: str) -> Any:
+    """cfg['a']['b'] for 'a.b'."""
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def short_values(cfg: dict, keys: list[str]) -> str:
+    """'init=overlap, lr=0.001': the values of dotted keys in a trial config, adapt.* without the prefix."""
+    values = ((key.removeprefix("adapt."), get_dotted(cfg, key)) for key in keys)
+    return ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}" for name, value in values)
+
+
 def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
     """cfg['a']['b'] = value for 'a.b' (used by --set and search spaces); unknown paths raise ConfigError."""
     *parents, leaf = dotted.split(".")

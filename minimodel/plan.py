@@ -100,7 +100,7 @@ def dim_values(dim: dict) -> list:
     raise ValueError(f"{dim['type']} dimension is not discrete")
 
 
-def describe(spec: Spec) -> str:
+def summary(spec: Spec) -> str:
     """What a valid spec will run, for `minimodel validate`."""
     dims = [f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
             for k, d in spec.search.items()]

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from minimodel import arms, checks, cipher, data
-from minimodel.config import DEFAULTS, SOURCE_LANGUAGE, ConfigError, merge, retired, set_dotted
+from minimodel.config import DEFAULTS, SOURCE_LANGUAGE, ConfigError, flatten, get_dotted, merge, retired, set_dotted
 from minimodel.errors import UserError
 from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
@@ -250,7 +250,7 @@ def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[s
             bases[method] = merge(base, overrides or {}, f"methods.{method}.")
         except ConfigError as e:
             raise SpecError(str(e)) from None
-        pinned[method] = set(_dotted_keys(overrides or {})) | arms.ARMS[method].pinned
+        pinned[method] = set(flatten(overrides or {})) | arms.ARMS[method].pinned
     return bases, pinned
 
 
@@ -272,7 +272,7 @@ def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) 
     own baseline (standard through the same joint model) is run."""
     allowed = _get(raw, "allow_differences", list, [])
     for method, overrides in (raw.get("methods") or {}).items() if isinstance(raw.get("methods"), dict) else ():
-        for key in _dotted_keys(overrides or {}):
+        for key in flatten(overrides or {}):
             joint_pretraining = arms.ARMS[method].joint and joint_baseline and key.startswith(("pretrain.", "model."))
             if key != "adapt.depth" and key not in allowed and not joint_pretraining:
                 raise SpecError(f"methods.{method}.{key}: methods of one comparison may differ only in method and "
@@ -283,11 +283,6 @@ def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) 
                 raise SpecError(f"search.{key}: {search_alg} samples it per trial, so methods would be compared under "
                                 "different values; pin it in trial:, use search_alg: grid, or list it under "
                                 "allow_differences")
-
-
-def _dotted_keys(tree: dict, prefix: str = "") -> list[str]:
-    return [k for key, value in tree.items()
-            for k in (_dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
 
 
 def _languages(raw: dict, base: dict) -> list[str]:
@@ -463,8 +458,7 @@ def _check_every_config(spec: Spec) -> None:
 
 def _check_ranges(spec: Spec, method: str, cfg: dict, searched: dict) -> None:
     for key, (low, high, inclusive) in RANGES.items():
-        section, _, leaf = key.rpartition(".")
-        value = cfg[section][leaf] if section else cfg[leaf]
+        value = get_dotted(cfg, key)
         if (value < low if inclusive else value <= low) or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f"{'at least' if inclusive else 'greater than'} {low}"
             raise SpecError(f"{_origin(spec, method, key, searched)}: must be {bounds} (got {value})")

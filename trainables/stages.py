@@ -21,7 +21,7 @@ from trainables import progress, tracking
 SECTIONS = {"source": ("seed", "precision", "model", "pretrain"), "align": ("align",), "finetune": ("finetune",)}
 
 
-def describe(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
+def stage_run(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
     """MLflow tags and params of a stage run."""
     tags = {"model": cfg["model"]["name"]}
     if name == "align" or (name == "source" and pipeline.joint_depth(cfg)):
@@ -111,7 +111,7 @@ def run_stages(configs: list[dict], cache_dir: str, scaling: dict, storage_path:
         record = {"name": name, "key": key, "cached": key not in done, "stats": stats, **(how if key in done else {})}
         records.append(record)
         if sweep:
-            tags, params = describe(name, cfg)
+            tags, params = stage_run(name, cfg)
             tags.update(kind="stage", stage=name, key=key, cached=str(record["cached"]).lower(),
                         **{k: str(record[k]) for k in ("train_workers", "backend") if k in record})
             run_id = tracking.start_child(sweep, f"{name}-{key}", tags, params)

@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from minimodel.config import flatten
 from minimodel.errors import UserError
 
 POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
@@ -101,17 +102,6 @@ def latest_sweep(uri: str, name: str) -> SweepRun:
     if not runs:
         raise TrackingError(f"experiment {name!r} at {uri} has no sweep runs")
     return SweepRun(uri, found.experiment_id, runs[0].info.run_id)
-
-
-def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
-    """{'adapt': {'lr': 1e-3}} -> {'adapt.lr': 1e-3}: trial configs as MLflow params."""
-    out = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def start_child(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
