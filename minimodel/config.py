@@ -81,6 +81,25 @@ RETIRED = {"adapt.through_joint": "MiniJoint's baseline is the arm adapt.method:
                                   "(a spec adds it with joint_baseline: true)"}
 
 
+# Ranges of the trial config's numbers: (lowest, highest, whether the lowest itself is allowed). A value
+# outside would fail (or silently do nothing) only once a stage or trial runs.
+STEPS, RATE, COUNT, FRACTION = (0, None, True), (0, None, False), (1, None, True), (0, 1, True)
+RANGES = {
+    "seed": STEPS, "model.hidden": COUNT, "model.layers": COUNT, "model.heads": COUNT, "model.ffn": COUNT,
+    "model.vocab_size": COUNT, "model.max_len": COUNT,
+    "pretrain.head_steps": STEPS, "pretrain.steps": STEPS, "pretrain.lr": RATE, "pretrain.batch_size": COUNT,
+    "pretrain.warmup": FRACTION, "pretrain.joint_weight": STEPS, "pretrain.eval_every": STEPS,
+    "data.seq_len": (8, None, True), "data.max_docs": COUNT, "data.max_eval": STEPS, "data.max_test": STEPS,
+    "finetune.steps": COUNT, "finetune.lr": RATE, "finetune.batch_size": COUNT, "finetune.warmup": FRACTION,
+    "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
+    "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
+    "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
+}
+# The values a string key may take (adapt.method: the arms of minimodel.arms).
+ENUMS = {"precision": PRECISIONS, "adapt.init": ("random", "overlap"), "align.objective": ("mlm", "distill"),
+         "align.init": ("copy", "random")}
+
+
 class ConfigError(UserError):
     """A bad key or value in a config; the message names the dotted key."""
 
@@ -127,16 +146,10 @@ def trial_config(overrides: dict | None = None) -> dict:
     """DEFAULTS with overrides merged and checked."""
     cfg = merge(DEFAULTS, overrides or {})
     adapt = cfg["adapt"]
-    if cfg["precision"] not in PRECISIONS:
-        raise ConfigError(f"'precision' must be one of {', '.join(PRECISIONS)}, got {cfg['precision']!r}")
-    if adapt["method"] not in arms.ARMS:  # the arms are the table's entries (minimodel.arms)
-        raise ConfigError(f"'adapt.method' must be one of {', '.join(arms.ARMS)}, got {adapt['method']!r}")
-    if adapt["init"] not in ("random", "overlap"):
-        raise ConfigError(f"'adapt.init' must be random or overlap, got {adapt['init']!r}")
-    if cfg["align"]["objective"] not in ("mlm", "distill"):
-        raise ConfigError(f"'align.objective' must be mlm or distill, got {cfg['align']['objective']!r}")
-    if cfg["align"]["init"] not in ("copy", "random"):
-        raise ConfigError(f"'align.init' must be copy or random, got {cfg['align']['init']!r}")
+    for key, allowed in {**ENUMS, "adapt.method": tuple(arms.ARMS)}.items():
+        if get_dotted(cfg, key) not in allowed:
+            choices = " or ".join(allowed) if len(allowed) == 2 else f"one of {', '.join(allowed)}"
+            raise ConfigError(f"'{key}' must be {choices}, got {get_dotted(cfg, key)!r}")
     layers = cfg["model"]["layers"] if cfg["model"]["name"] == "scratch" else None
     if arms.get(cfg).has_depth and (adapt["depth"] < 1 or (layers and adapt["depth"] >= layers)):
         raise ConfigError(f"'adapt.depth' must be between 1 and the model's layers - 1, got {adapt['depth']}")

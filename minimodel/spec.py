@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from minimodel import arms, checks, cipher, data
-from minimodel.config import DEFAULTS, SOURCE_LANGUAGE, ConfigError, flatten, get_dotted, merge, retired, set_dotted
+from minimodel.config import DEFAULTS, RANGES, SOURCE_LANGUAGE, ConfigError, flatten, get_dotted, merge, retired, set_dotted
 from minimodel.errors import UserError
 from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
@@ -34,20 +34,6 @@ TOP = {
     "name", "description", "storage", "tracking_uri", "trial", "languages", "methods", "search",
     "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha", "seeds", "joint_baseline",
     "allow_differences",
-}
-# Ranges of the trial config's numbers: (lowest, highest, whether the lowest itself is allowed). A value
-# outside would fail (or silently do nothing) only once a stage or trial runs.
-STEPS, RATE, COUNT, FRACTION = (0, None, True), (0, None, False), (1, None, True), (0, 1, True)
-RANGES = {
-    "seed": STEPS, "model.hidden": COUNT, "model.layers": COUNT, "model.heads": COUNT, "model.ffn": COUNT,
-    "model.vocab_size": COUNT, "model.max_len": COUNT,
-    "pretrain.head_steps": STEPS, "pretrain.steps": STEPS, "pretrain.lr": RATE, "pretrain.batch_size": COUNT,
-    "pretrain.warmup": FRACTION, "pretrain.joint_weight": STEPS, "pretrain.eval_every": STEPS,
-    "data.seq_len": (8, None, True), "data.max_docs": COUNT, "data.max_eval": STEPS, "data.max_test": STEPS,
-    "finetune.steps": COUNT, "finetune.lr": RATE, "finetune.batch_size": COUNT, "finetune.warmup": FRACTION,
-    "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
-    "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
-    "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
 }
 # Hyper-parameters chosen on dev for every arm alike (the frontier keeps each arm's best on dev); any
 # other searched key but the depth is a condition that every arm of a comparison must share.
