@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -25,7 +25,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenize
 
 from minimodel import arms, data, qa, tasks
 from minimodel.cache import build, cached_tokenizer, token_blocks, valid
-from minimodel.config import SOURCE_LANGUAGE, config_hash
+from minimodel.config import SOURCE_LANGUAGE, config_hash, get_dotted
 from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
 from minimodel.joint import joint_loss
 from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
@@ -35,6 +35,15 @@ from minimodel.train import distributed, train
 from minimodel.vocab import canonical, shared_tokens, train_tokenizer
 
 HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure MLM loss and accuracy
+# What each shared stage reads from a trial config, in the order its cache key hashes them (after its
+# upstream stage's key); its MLflow run logs the same values as params. joint_depth is the layer of
+# MiniJoint's second head (0: none).
+READS = {
+    "source": ("model", "pretrain", "data.source_corpus", "data.seq_len", "data.max_docs", "seed", "joint_depth",
+               "precision"),
+    "align": ("align", "adapt.depth"),
+    "finetune": ("finetune", "data.task", "data.seq_len"),
+}
 
 
 def needed_stages(cfg: dict) -> list[str]:
@@ -47,14 +56,20 @@ def joint_depth(cfg: dict) -> int:
     return cfg["adapt"]["depth"] if arms.get(cfg).joint else 0
 
 
+def stage_reads(name: str, cfg: dict) -> dict[str, Any]:
+    """The values a shared stage reads (READS), by key."""
+    return {key: joint_depth(cfg) if key == "joint_depth" else get_dotted(cfg, key) for key in READS[name]}
+
+
 def stage_keys(cfg: dict) -> dict[str, str]:
     """Each stage's cache key: the hash of exactly what it depends on (including upstream keys)."""
     d, a = cfg["data"], cfg["adapt"]
-    model = cfg["model"] if cfg["model"]["name"] == "scratch" else {"name": fingerprint(cfg["model"]["name"])}
-    source = config_hash("source", model, cfg["pretrain"], d["source_corpus"], d["seq_len"], d["max_docs"],
-                         cfg["seed"], joint_depth(cfg), cfg["precision"])
-    align = config_hash("align", source, cfg["align"], a["depth"])
-    finetune = config_hash("finetune", source, cfg["finetune"], d["task"], d["seq_len"])
+    source_reads = stage_reads("source", cfg)
+    if cfg["model"]["name"] != "scratch":
+        source_reads["model"] = {"name": fingerprint(cfg["model"]["name"])}  # the model's files, not its name
+    source = config_hash("source", *source_reads.values())
+    align = config_hash("align", source, *stage_reads("align", cfg).values())
+    finetune = config_hash("finetune", source, *stage_reads("finetune", cfg).values())
     vocab = config_hash("vocab", source, d["target_corpus"], a["language"], a["vocab_size"], d["max_docs"])
     through = {"source": source, "align": align}[arms.get(cfg).through[0]]
     adapt = config_hash("adapt", through, finetune, vocab, a, d, cfg["seed"])

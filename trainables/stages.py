@@ -17,20 +17,15 @@ from minimodel import pipeline
 from trainables import progress, tracking
 
 
-# What each stage reads from a trial config, logged as its MLflow params.
-SECTIONS = {"source": ("seed", "precision", "model", "pretrain"), "align": ("align",), "finetune": ("finetune",)}
-
-
 def stage_run(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
-    """MLflow tags and params of a stage run."""
+    """MLflow tags and params of a stage run: its params are what its cache key hashes (pipeline.READS),
+    the source model's reads included for the stages built on it."""
     tags = {"model": cfg["model"]["name"]}
     if name == "align" or (name == "source" and pipeline.joint_depth(cfg)):
         tags["depth"] = str(cfg["adapt"]["depth"])
         tags["method"] = cfg["adapt"]["method"]
-    params = tracking.flatten({s: cfg[s] for s in SECTIONS[name]})
-    data_key = "task" if name == "finetune" else "source_corpus"
-    params[f"data.{data_key}"] = cfg["data"][data_key]
-    return tags, params
+    read = {**pipeline.stage_reads("source", cfg), **pipeline.stage_reads(name, cfg)}
+    return tags, tracking.flatten(read)
 
 
 def summary_line(record: dict) -> str:
