@@ -49,7 +49,7 @@ def export(cfg: dict, cache_dir: str | Path, out: str | Path, *, mlm: bool = Fal
     tokenizer, weight, bias = pipeline.load_embeddings(adapt / "embeddings")
     tokenizer.model_max_length = cfg["data"]["seq_len"]  # what the model was trained on: pipelines truncate there
     finetuned = pipeline.stage_dir("finetune", cfg, cache_dir)
-    task = qa if (finetuned / qa.FOLDER).is_dir() else tasks
+    task = pipeline.task_module(cfg)
     model = task.load(finetuned / task.FOLDER)
     splice(model, weight)
     tmp = out.with_name(out.name + ".partial")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import torch
@@ -195,7 +196,7 @@ def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
     source = stage_dir("source", cfg, cache_dir) / "model"
     tokenizer = AutoTokenizer.from_pretrained(source)
     train_items = data.read_task(d["task"], SOURCE_LANGUAGE, "train")
-    task = qa if data.is_qa(train_items) else tasks  # extractive QA or classification: the same functions
+    task = task_module(cfg)
     torch.manual_seed(cfg["seed"])  # the new task head: the same init whether or not other stages ran here
     model = task.new_model(source, train_items).to(device())
     dev, test = (task.eval_set(tokenizer, model, d["task"], SOURCE_LANGUAGE, s, n, d["seq_len"])
@@ -234,7 +235,7 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     body.to(device())
 
     finetuned = stage_dir("finetune", cfg, cache_dir)
-    task = qa if (finetuned / qa.FOLDER).is_dir() else tasks
+    task = task_module(cfg)
     model = task.load(finetuned / task.FOLDER)
     splice(model, weight)
     model.to(device())
@@ -265,6 +266,12 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
             "dev_items": len(dev), "test_items": len(test),
             "one_off_flops": one_off_flops(cfg, cache_dir),
             "overlap_tokens": len(shared or {}), "vocab_size": len(tokenizer)}
+
+
+def task_module(cfg: dict) -> ModuleType:
+    """qa (extractive QA) or tasks (classification), modules with the same functions: what the task's
+    English training rows are. The fine-tune, the adaptation and the export all ask here."""
+    return qa if data.is_qa(data.read_task(cfg["data"]["task"], SOURCE_LANGUAGE, "train")) else tasks
 
 
 def one_off_flops(cfg: dict, cache_dir: str | Path) -> int:
