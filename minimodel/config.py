@@ -2,7 +2,9 @@
 
 Every stage reads only its own sections, so a stage's cache key is the hash of those sections.
 A sweep spec's `trial:` block is a partial config merged onto DEFAULTS; its search space names
-dotted paths into it (e.g. `adapt.depth`).
+dotted paths into it (e.g. `adapt.depth`). The config's one home: its defaults, the ranges of its
+numbers (RANGES) and the values of its strings (ENUMS; adapt.method's are the arms of minimodel.arms),
+and the dotted-key helpers (flatten, get_dotted, set_dotted) every layer uses.
 """
 from __future__ import annotations
 
