@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from minimodel import cipher, data
+from minimodel.config import SOURCE_LANGUAGE
+from minimodel.errors import UserError
 from minimodel.models import FAMILIES, ModelError, resolve
 
 # Files any of which makes a folder's tokenizer loadable by AutoTokenizer (fast, WordPiece, BPE, SentencePiece).
@@ -34,7 +36,7 @@ class VocabError(data.DataError):
     """A vocabulary larger than its corpus can yield; the message starts with the size asked."""
 
 
-class ResourceError(ValueError):
+class ResourceError(UserError):
     """The spec asks for more CPUs or GPUs than the machine or cluster can give; one line naming the key."""
 
 
@@ -92,14 +94,6 @@ def _folder_config(name: str, folder: Path) -> dict:
     return cfg
 
 
-def model_layers(model: dict) -> int | None:
-    """Number of transformer layers of a trial config's model section, when knowable offline (else None)."""
-    if model["name"] == "scratch":
-        return model["layers"]
-    config = model_config(model["name"])
-    return config.get("num_hidden_layers") if config else None
-
-
 # --- data --------------------------------------------------------------------------------------
 
 def check_corpus(source: str, language: str, max_docs: int, vocab_size: int) -> None:
@@ -134,9 +128,9 @@ def check_task(source: str, languages: Iterable[str]) -> None:
     the English training set never saw. Hub tasks are not downloaded here."""
     if source.startswith("hf:"):
         return
-    train = data.read_task(source, "en", "train")
+    train = data.read_task(source, SOURCE_LANGUAGE, "train")
     labels = None if data.is_qa(train) else {row["label"] for row in train}
-    for language in ["en", *sorted({cipher.base_language(x) for x in languages} - {"en"})]:
+    for language in [SOURCE_LANGUAGE, *sorted({cipher.base_language(x) for x in languages} - {SOURCE_LANGUAGE})]:
         for split in ("dev", "test"):
             data.read_task(source, language, split, labels)
 

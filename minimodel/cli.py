@@ -15,14 +15,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # every trial's evaluation lines and every stage's start must reach `ray job logs` as they are.
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"step \d+/\d+: dev accuracy|^stage \S+ \S+: computing")
 
-from minimodel.checks import ResourceError, check_resources, machine_resources  # noqa: E402
-from minimodel.config import ConfigError  # noqa: E402
+from minimodel.checks import check_resources, machine_resources  # noqa: E402
 from minimodel.data import DataError  # noqa: E402
-from minimodel.models import ModelError  # noqa: E402
+from minimodel.errors import UserError  # noqa: E402
 from minimodel.spec import SpecError, load_spec  # noqa: E402
 
 # Bad input of any kind: one line naming the culprit, exit 2, no traceback.
-USER_ERRORS = (ConfigError, DataError, ModelError, ResourceError, SpecError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
 def cmd_trial(args: argparse.Namespace) -> None:
@@ -31,8 +30,8 @@ def cmd_trial(args: argparse.Namespace) -> None:
 
     spec = load_spec(args.spec, args.set)
     method = args.method or spec.methods[0]
-    if method not in spec.methods:
-        raise SpecError(f"--method {method}: the spec's methods are {', '.join(spec.methods)}")
+    if method not in spec.arms():
+        raise SpecError(f"--method {method}: the spec's arms are {', '.join(spec.arms())}")
     cfg = spec.config(method, args.language or spec.languages[0])
     cache = Path(spec.storage) / "cache"
     a = cfg["adapt"]
@@ -66,8 +65,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     spec = load_spec(args.spec, args.set)
     if args.language not in spec.languages:
         raise SpecError(f"--language {args.language}: the spec's languages are {', '.join(spec.languages)}")
-    if args.method and args.method not in spec.methods:
-        raise SpecError(f"--method {args.method}: the spec's methods are {', '.join(spec.methods)}")
+    if args.method and args.method not in spec.arms():
+        raise SpecError(f"--method {args.method}: the spec's arms are {', '.join(spec.arms())}")
     run_id = None
     if args.trial or args.best:
         from trainables import registry, tracking
@@ -110,13 +109,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Check a spec completely (keys, types, ranges, files, languages, depths) and say what it runs."""
-    from minimodel.plan import describe
+    from minimodel.plan import summary
 
     spec = load_spec(args.spec, args.set)
     if not os.environ.get("RAY_ADDRESS"):  # bound for a cluster: `minimodel sweep` checks it once Ray is up
         check_resources(spec.resources, spec.stages, machine_resources(), "this machine",
                         "; a spec for a Ray cluster is checked against it by minimodel sweep (validate skips this with RAY_ADDRESS set)")
-    print(describe(spec))
+    print(summary(spec))
     print(f"{args.spec}: valid")
 
 
@@ -179,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
     trial = sub.add_parser("trial", help="run one adaptation trial locally, without Ray")
     trial.add_argument("spec", help="sweep YAML; its trial: block and first method/language are used")
     trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
-    trial.add_argument("--method", help="one of the spec's methods (default: the first)")
+    trial.add_argument("--method", help="one of the spec's arms (default: its first method)")
     trial.add_argument("--language", help="target language (default: the spec's first)")
     trial.set_defaults(run=cmd_trial)
 
@@ -214,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("spec", help="sweep YAML (its storage holds the trial's cache)")
     exp.add_argument("--set", **overrides)
     exp.add_argument("--language", required=True, help="the target language whose model to export")
-    exp.add_argument("--method", help="one of the spec's methods (default: the first; with --best: any)")
+    exp.add_argument("--method", help="one of the spec's arms (default: its first method; with --best: any)")
     which = exp.add_mutually_exclusive_group()
     which.add_argument("--trial", help="a trial of the spec's MLflow experiment: Tune trial id or MLflow run id")
     which.add_argument("--best", action="store_true", help="the latest sweep's trial with the best final dev accuracy")

@@ -2,7 +2,9 @@
 
 Every stage reads only its own sections, so a stage's cache key is the hash of those sections.
 A sweep spec's `trial:` block is a partial config merged onto DEFAULTS; its search space names
-dotted paths into it (e.g. `adapt.depth`).
+dotted paths into it (e.g. `adapt.depth`). The config's one home: its defaults, the ranges of its
+numbers (RANGES) and the values of its strings (ENUMS; adapt.method's are the arms of minimodel.arms),
+and the dotted-key helpers (flatten, get_dotted, set_dotted) every layer uses.
 """
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-METHODS = ("standard", "minijoint", "minipost")
+from minimodel import arms
+from minimodel.errors import UserError
+
 PRECISIONS = ("auto", "fp32", "bf16")
 # random and overlap are minimodel's; focus and wechsel call their libraries (minimodel.inits).
 LIBRARY_INITS = ("focus", "wechsel")
 INITS = ("random", "overlap", *LIBRARY_INITS)
+SOURCE_LANGUAGE = "en"  # the language of the source model, its task fine-tune and every source corpus
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -67,7 +72,6 @@ DEFAULTS: dict[str, Any] = {
         "warmup": 0.06,
         "eval_every": 100,
         "seed": 0,  # the adaptation's own seed (new rows, batches, masks): a spec's `seeds:` repeats trials over it
-        "through_joint": False,  # standard only: relearn through MiniJoint's jointly trained model (its baseline)
         # overlap init: whether the rows copied from the source (tokens both vocabularies share) train too,
         # or keep the source's vectors while the new rows learn to fit them
         "train_shared": True,
@@ -83,8 +87,38 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
+# Keys of older versions, and what replaced them: named in the error instead of "unknown key".
+RETIRED = {"adapt.through_joint": "MiniJoint's baseline is the arm adapt.method: standard-through-joint "
+                                  "(a spec adds it with joint_baseline: true)"}
+
+
+# Ranges of the trial config's numbers: (lowest, highest, whether the lowest itself is allowed). A value
+# outside would fail (or silently do nothing) only once a stage or trial runs.
+STEPS, RATE, COUNT, FRACTION = (0, None, True), (0, None, False), (1, None, True), (0, 1, True)
+RANGES = {
+    "seed": STEPS, "model.hidden": COUNT, "model.layers": COUNT, "model.heads": COUNT, "model.ffn": COUNT,
+    "model.vocab_size": COUNT, "model.max_len": COUNT,
+    "pretrain.head_steps": STEPS, "pretrain.steps": STEPS, "pretrain.lr": RATE, "pretrain.batch_size": COUNT,
+    "pretrain.warmup": FRACTION, "pretrain.joint_weight": STEPS, "pretrain.eval_every": STEPS,
+    "data.seq_len": (8, None, True), "data.max_docs": COUNT, "data.max_eval": STEPS, "data.max_test": STEPS,
+    "finetune.steps": COUNT, "finetune.lr": RATE, "finetune.batch_size": COUNT, "finetune.warmup": FRACTION,
+    "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
+    "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
+    "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
+    "fasttext.dim": COUNT, "fasttext.epochs": COUNT, "fasttext.min_count": COUNT,
+}
+# The values a string key may take (adapt.method: the arms of minimodel.arms).
+ENUMS = {"precision": PRECISIONS, "adapt.init": INITS, "align.objective": ("mlm", "distill"),
+         "align.init": ("copy", "random")}
+
+
+class ConfigError(UserError):
     """A bad key or value in a config; the message names the dotted key."""
+
+
+def retired(path: str) -> str | None:
+    """What replaced a key of an older version ('trial.adapt.through_joint' too), or None."""
+    return next((why for key, why in RETIRED.items() if path == key or path.endswith(f".{key}")), None)
 
 
 def merge(base: dict, overrides: dict, prefix: str = "") -> dict:
@@ -93,6 +127,8 @@ def merge(base: dict, overrides: dict, prefix: str = "") -> dict:
     for key, value in overrides.items():
         path = f"{prefix}{key}"
         if key not in out:
+            if retired(path):
+                raise ConfigError(f"'{path}' is retired: {retired(path)}")
             raise ConfigError(f"unknown key '{path}' (known: {', '.join(sorted(out))})")
         if isinstance(out[key], dict):
             if not isinstance(value, dict):
@@ -122,22 +158,39 @@ def trial_config(overrides: dict | None = None) -> dict:
     """DEFAULTS with overrides merged and checked."""
     cfg = merge(DEFAULTS, overrides or {})
     adapt = cfg["adapt"]
-    if cfg["precision"] not in PRECISIONS:
-        raise ConfigError(f"'precision' must be one of {', '.join(PRECISIONS)}, got {cfg['precision']!r}")
-    if adapt["method"] not in METHODS:
-        raise ConfigError(f"'adapt.method' must be one of {', '.join(METHODS)}, got {adapt['method']!r}")
-    if adapt["init"] not in INITS:
-        raise ConfigError(f"'adapt.init' must be one of {', '.join(INITS)}, got {adapt['init']!r}")
-    if cfg["align"]["objective"] not in ("mlm", "distill"):
-        raise ConfigError(f"'align.objective' must be mlm or distill, got {cfg['align']['objective']!r}")
-    if cfg["align"]["init"] not in ("copy", "random"):
-        raise ConfigError(f"'align.init' must be copy or random, got {cfg['align']['init']!r}")
-    if adapt["through_joint"] and adapt["method"] != "standard":
-        raise ConfigError(f"'adapt.through_joint' is for method standard only (got {adapt['method']!r})")
+    for key, allowed in {**ENUMS, "adapt.method": tuple(arms.ARMS)}.items():
+        if get_dotted(cfg, key) not in allowed:
+            choices = " or ".join(allowed) if len(allowed) == 2 else f"one of {', '.join(allowed)}"
+            raise ConfigError(f"'{key}' must be {choices}, got {get_dotted(cfg, key)!r}")
     layers = cfg["model"]["layers"] if cfg["model"]["name"] == "scratch" else None
-    if adapt["method"] != "standard" and (adapt["depth"] < 1 or (layers and adapt["depth"] >= layers)):
+    if arms.get(cfg).has_depth and (adapt["depth"] < 1 or (layers and adapt["depth"] >= layers)):
         raise ConfigError(f"'adapt.depth' must be between 1 and the model's layers - 1, got {adapt['depth']}")
     return cfg
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'adapt': {'lr': 1e-3}} -> {'adapt.lr': 1e-3}: a (partial) config by dotted key (MLflow params too)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def get_dotted(cfg: dict, dotted: str) -> Any:
+    """cfg['a']['b'] for 'a.b'."""
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def short_values(cfg: dict, keys: list[str]) -> str:
+    """'init=overlap, lr=0.001': the values of dotted keys in a trial config, adapt.* without the prefix."""
+    values = ((key.removeprefix("adapt."), get_dotted(cfg, key)) for key in keys)
+    return ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}" for name, value in values)
 
 
 def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
@@ -149,7 +202,7 @@ def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
             raise ConfigError(f"unknown key '{'.'.join(parents[: i + 1])}'")
         node = node[part]
     if leaf not in node:
-        raise ConfigError(f"unknown key '{dotted}'")
+        raise ConfigError(f"'{dotted}' is retired: {retired(dotted)}" if retired(dotted) else f"unknown key '{dotted}'")
     node[leaf] = _coerce(dotted, node[leaf], value)
 
 

@@ -30,6 +30,7 @@ from glob import glob
 from pathlib import Path
 
 from minimodel import cipher
+from minimodel.errors import UserError
 
 SPLITS = ("train", "dev", "test")
 
@@ -83,7 +84,7 @@ HF_SPLITS = {"dev": "validation"}  # hub datasets call the dev split "validation
 PAIR_COLUMNS = [("premise", "hypothesis"), ("sentence1", "sentence2"), ("text", "text_pair")]
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad or missing data; the message is one line naming the file (and line) or dataset."""
 
 

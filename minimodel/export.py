@@ -21,14 +21,6 @@ from minimodel.data import DataError
 from minimodel.embeddings import splice
 from minimodel.models import ModelError
 
-METHODS = {
-    "standard": "embeddings relearned by masked language modelling through the whole frozen model",
-    "minijoint": "embeddings relearned through a mini-model (the first k layers and a second MLM head "
-                 "trained jointly with the model), then plugged into the full model",
-    "minipost": "embeddings relearned through a mini-model (the first k layers, frozen, with a new top "
-                "aligned on English), then plugged into the full model",
-}
-
 CLASSIFIER_USE = ['from transformers import pipeline', '', 'classify = pipeline("text-classification", model="THIS_FOLDER")',
                   'classify("some text")']
 # transformers 5 has no question-answering pipeline: the best span of one window, by hand.
@@ -57,7 +49,7 @@ def export(cfg: dict, cache_dir: str | Path, out: str | Path, *, mlm: bool = Fal
     tokenizer, weight, bias = pipeline.load_embeddings(adapt / "embeddings")
     tokenizer.model_max_length = cfg["data"]["seq_len"]  # what the model was trained on: pipelines truncate there
     finetuned = pipeline.stage_dir("finetune", cfg, cache_dir)
-    task = qa if (finetuned / qa.FOLDER).is_dir() else tasks
+    task = pipeline.task_module(cfg)
     model = task.load(finetuned / task.FOLDER)
     splice(model, weight)
     tmp = out.with_name(out.name + ".partial")
@@ -92,12 +84,12 @@ def model_card(cfg: dict, task: ModuleType, results: dict, cache_dir: str | Path
             for k in task.METRICS]
     finetune, source = (json.loads((pipeline.stage_dir(s, cfg, cache_dir) / "stats.json").read_text())
                         for s in ("finetune", "source"))
-    depth = "the full model" if a["method"] == "standard" else f"k = {a['depth']} of the model's layers"
+    depth = "the full model" if arms.get(cfg).full_model else f"k = {a['depth']} of the model's layers"
     lines = [
         "---", f"language: {a['language']}", "library_name: transformers", f"pipeline_tag: {kind}",
         f"tags: [minimodel, mini-model-adaptation, {a['method']}]", "---", "",
         f"# {m['name']} adapted to `{a['language']}` ({arms.arm(cfg)}), {kind}", "",
-        f"Made with minimodel (mini-model adaptation, Marchisio et al. 2023): {METHODS[a['method']]}. "
+        f"Made with minimodel (mini-model adaptation, Marchisio et al. 2023): {arms.get(cfg).summary}. "
         f"Depth: {depth}. The task model was fine-tuned on English with its word embeddings frozen, then given "
         f"this language's tokenizer ({results['vocab_size']} tokens, init `{a['init']}`, "
         f"{results['overlap_tokens']} tokens shared with the source vocabulary) and embeddings: its scores "

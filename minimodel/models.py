@@ -30,6 +30,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from minimodel.config import file_sha256
+from minimodel.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ FAMILIES = {
 }
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model that cannot be found or is not a supported masked LM; the message names it."""
 
 

@@ -18,16 +18,17 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from minimodel import data, inits, qa, tasks
+from minimodel import arms, data, inits, qa, tasks
 from minimodel.cache import build, cached_tokenizer, token_blocks, valid
-from minimodel.config import LIBRARY_INITS, config_hash
+from minimodel.config import LIBRARY_INITS, SOURCE_LANGUAGE, config_hash, get_dotted
 from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, shared_bias, splice
 from minimodel.joint import joint_loss
 from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
@@ -36,34 +37,47 @@ from minimodel.post import minipost_model
 from minimodel.train import distributed, train
 from minimodel.vocab import canonical, shared_tokens, train_tokenizer
 
-SOURCE_LANGUAGE = "en"
 HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure MLM loss and accuracy
+# What each shared stage reads from a trial config, in the order its cache key hashes them (after its
+# upstream stage's key); its MLflow run logs the same values as params. joint_depth is the layer of
+# MiniJoint's second head (0: none).
+READS = {
+    "source": ("model", "pretrain", "data.source_corpus", "data.seq_len", "data.max_docs", "seed", "joint_depth",
+               "precision"),
+    "align": ("align", "adapt.depth"),
+    "finetune": ("finetune", "data.task", "data.seq_len"),
+}
 
 
 def needed_stages(cfg: dict) -> list[str]:
     """The shared stages a trial needs, in dependency order."""
-    return ["source", "align", "finetune"] if cfg["adapt"]["method"] == "minipost" else ["source", "finetune"]
+    return list(arms.get(cfg).stages)
 
 
 def joint_depth(cfg: dict) -> int:
     """The layer of the source model's second MLM head: MiniJoint's, and its standard baseline's."""
-    a = cfg["adapt"]
-    return a["depth"] if a["method"] == "minijoint" or a["through_joint"] else 0
+    return cfg["adapt"]["depth"] if arms.get(cfg).joint else 0
+
+
+def stage_reads(name: str, cfg: dict) -> dict[str, Any]:
+    """The values a shared stage reads (READS), by key."""
+    return {key: joint_depth(cfg) if key == "joint_depth" else get_dotted(cfg, key) for key in READS[name]}
 
 
 def stage_keys(cfg: dict) -> dict[str, str]:
     """Each stage's cache key: the hash of exactly what it depends on (including upstream keys)."""
     d, a = cfg["data"], cfg["adapt"]
-    model = cfg["model"] if cfg["model"]["name"] == "scratch" else {"name": fingerprint(cfg["model"]["name"])}
-    source = config_hash("source", model, cfg["pretrain"], d["source_corpus"], d["seq_len"], d["max_docs"],
-                         cfg["seed"], joint_depth(cfg), cfg["precision"])
-    align = config_hash("align", source, cfg["align"], a["depth"])
-    finetune = config_hash("finetune", source, cfg["finetune"], d["task"], d["seq_len"])
+    source_reads = stage_reads("source", cfg)
+    if cfg["model"]["name"] != "scratch":
+        source_reads["model"] = {"name": fingerprint(cfg["model"]["name"])}  # the model's files, not its name
+    source = config_hash("source", *source_reads.values())
+    align = config_hash("align", source, *stage_reads("align", cfg).values())
+    finetune = config_hash("finetune", source, *stage_reads("finetune", cfg).values())
     vocab = config_hash("vocab", source, d["target_corpus"], a["language"], a["vocab_size"], d["max_docs"])
     # Every arm relearns the source model's word embeddings (MiniPost's and MiniJoint's mini-models
     # share them), so the init hangs on the source stage, not on the arm.
     init = config_hash("init", source, vocab, *inits.key_parts(cfg)) if a["init"] in LIBRARY_INITS else None
-    through = align if a["method"] == "minipost" else source
+    through = {"source": source, "align": align}[arms.get(cfg).through[0]]
     adapt = config_hash("adapt", through, finetune, vocab, a, d, cfg["seed"], *([init] if init else []))
     return {"source": source, "align": align, "finetune": finetune, "vocab": vocab, "init": init, "adapt": adapt}
 
@@ -187,7 +201,7 @@ def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
     source = stage_dir("source", cfg, cache_dir) / "model"
     tokenizer = AutoTokenizer.from_pretrained(source)
     train_items = data.read_task(d["task"], SOURCE_LANGUAGE, "train")
-    task = qa if data.is_qa(train_items) else tasks  # extractive QA or classification: the same functions
+    task = task_module(cfg)
     torch.manual_seed(cfg["seed"])  # the new task head: the same init whether or not other stages ran here
     model = task.new_model(source, train_items).to(device())
     dev, test = (task.eval_set(tokenizer, model, d["task"], SOURCE_LANGUAGE, s, n, d["seq_len"])
@@ -209,8 +223,8 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     lang, keys = a["language"], stage_keys(cfg)
     rank, world = distributed()
     source = stage_dir("source", cfg, cache_dir)
-    through = {"standard": source / "model", "minijoint": source / "mini",
-               "minipost": stage_dir("align", cfg, cache_dir) / "mini"}[a["method"]]
+    stage, folder = arms.get(cfg).through
+    through = stage_dir(stage, cfg, cache_dir) / folder
     seed = a["seed"]
     texts = data.read_corpus(d["target_corpus"], lang, d["max_docs"])
     source_tokenizer = AutoTokenizer.from_pretrained(source / "model")
@@ -225,7 +239,7 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     body.to(device())
 
     finetuned = stage_dir("finetune", cfg, cache_dir)
-    task = qa if (finetuned / qa.FOLDER).is_dir() else tasks
+    task = task_module(cfg)
     model = task.load(finetuned / task.FOLDER)
     splice(model, weight)
     model.to(device())
@@ -275,18 +289,16 @@ def _new_rows(cfg: dict, cache_dir: Path, body: nn.Module, source_tokenizer: Pre
     return weight, shared_bias(body, len(tokenizer), shared), shared, {k: stats[k] for k in ("init_s", "init_english_s")}
 
 
+def task_module(cfg: dict) -> ModuleType:
+    """qa (extractive QA) or tasks (classification), modules with the same functions: what the task's
+    English training rows are. The fine-tune, the adaptation and the export all ask here."""
+    return qa if data.is_qa(data.read_task(cfg["data"]["task"], SOURCE_LANGUAGE, "train")) else tasks
+
+
 def one_off_flops(cfg: dict, cache_dir: str | Path) -> int:
-    """What a mini-method pays once, before any language: MiniPost's alignment; for MiniJoint, what
-    its second head added to pretraining (the joint source model's FLOPs over the plain one's, where
-    the plain one was built; else the whole joint pretraining). Standard pays nothing extra."""
-    a = cfg["adapt"]
-    if a["method"] == "minipost":
-        return run_stage("align", cfg, cache_dir)["flops"]
-    if a["method"] == "minijoint":
-        plain = {**cfg, "adapt": {**a, "method": "standard", "through_joint": False}}
-        joint = run_stage("source", cfg, cache_dir)["flops"]
-        return joint - run_stage("source", plain, cache_dir)["flops"] if stage_done("source", plain, cache_dir) else joint
-    return 0
+    """What the trial's arm pays once, before any language (minimodel.arms: MiniPost's alignment,
+    MiniJoint's second head)."""
+    return arms.get(cfg).one_off(cfg, lambda name, c: run_stage(name, c, cache_dir) if stage_done(name, c, cache_dir) else None)
 
 
 STAGES = {"source": _source, "align": _align, "finetune": _finetune}

@@ -8,6 +8,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from minimodel import arms
 from minimodel.config import set_dotted, trial_config
 
 
@@ -29,7 +30,7 @@ class Spec:
     stages: dict
     asha: dict | None
     seeds: list[int]  # every grid point is run once per seed (adapt.seed)
-    joint_baseline: bool  # add standard through MiniJoint's jointly trained model: MiniJoint's reference
+    joint_baseline: bool  # add the arms that borrow a listed method's config (MiniJoint's baseline)
     conditions: list[str]  # dotted keys whose values make a comparison (init, and searched non-tuned keys)
     tuned: list[str]  # searched hyper-parameters, chosen on dev per arm
     description: str = ""
@@ -38,21 +39,18 @@ class Spec:
     def methods(self) -> list[str]:
         return list(self.bases)
 
-    def searched(self, method: str) -> list[str]:
-        """The search keys that vary for a method: not those its overrides pin (standard pins depth)."""
-        return [k for k in self.search if k not in self.pinned[method]]
+    def searched(self, arm: str) -> list[str]:
+        """The search keys that vary for an arm: not those its method pins (standard pins depth)."""
+        return [k for k in self.search if k not in self.pinned[base_of(arm)]]
 
-    def config(self, method: str, language: str, values: dict[str, Any] | None = None) -> dict:
-        """The trial config of one trial: the method's base with language and searched values set.
-        Values of keys the method pins are ignored, so equal trials share one cache entry. Standard
-        `adapt.through_joint` (MiniJoint's baseline) takes MiniJoint's base: its source model and depth."""
-        values = dict(values or {})
-        joint = method == "standard" and bool(values.pop("adapt.through_joint", False))
-        base = "minijoint" if joint else method
-        cfg = copy.deepcopy(self.bases[base])
-        cfg["adapt"].update(method=method, language=language, through_joint=joint)
-        for key, value in values.items():
-            if key not in self.pinned[base]:
+    def config(self, arm: str, language: str, values: dict[str, Any] | None = None) -> dict:
+        """The trial config of one trial: the arm's base with language and searched values set.
+        Values of keys the arm pins are ignored, so equal trials share one cache entry. An arm that
+        borrows (MiniJoint's baseline) takes the base of the method it borrows: its source model and depth."""
+        cfg = copy.deepcopy(self.bases[base_of(arm)])
+        cfg["adapt"].update(method=arm, language=language)
+        for key, value in (values or {}).items():
+            if key not in self.pinned[base_of(arm)]:
                 set_dotted(cfg, key, value)
         return trial_config(cfg)
 
@@ -67,23 +65,30 @@ class Spec:
                 for method in self.methods
                 for combo in itertools.product(*(dim_values(self.search[k]) for k in keys))]
 
-    def arms(self) -> list[tuple[str, dict[str, Any]]]:
-        """(method, fixed values) of every kind of trial: the methods, and MiniJoint's baseline."""
-        arms = [(method, {}) for method in self.methods]
-        if self.joint_baseline:
-            arms.append(("standard", {"adapt.through_joint": True}))
-        return arms
+    def arms(self) -> list[str]:
+        """Every arm the sweep runs: the methods, and (joint_baseline) the arms that borrow one of them."""
+        added = [a.name for a in arms.ARMS.values() if a.borrows in self.bases and a.name not in self.bases]
+        return self.methods + (added if self.joint_baseline else [])
+
+    def variants(self, method: str) -> list[str]:
+        """The added arms a search samples as a form of `method` (standard-through-joint of standard)."""
+        return [a for a in self.arms() if arms.ARMS[a].variant_of == method and a not in self.bases]
 
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of languages, arms, discrete search values and seeds (the `grid` algorithm)."""
         points = []
-        for (method, fixed), language in itertools.product(self.arms(), self.languages):
-            keys = self.searched("minijoint" if fixed else method)
+        for arm, language in itertools.product(self.arms(), self.languages):
+            keys = self.searched(arm)
             for combo in itertools.product(*(dim_values(self.search[k]) for k in keys)):
                 for seed in self.seeds:
-                    points.append({"adapt.method": method, "adapt.language": language, **fixed,
+                    points.append({"adapt.method": arm, "adapt.language": language,
                                    **dict(zip(keys, combo)), "adapt.seed": seed})
         return points
+
+
+def base_of(arm: str) -> str:
+    """The method whose base config an arm takes: its own, or the one it borrows."""
+    return arms.ARMS[arm].borrows or arm
 
 
 def dim_values(dim: dict) -> list:
@@ -95,19 +100,19 @@ def dim_values(dim: dict) -> list:
     raise ValueError(f"{dim['type']} dimension is not discrete")
 
 
-def describe(spec: Spec) -> str:
+def summary(spec: Spec) -> str:
     """What a valid spec will run, for `minimodel validate`."""
     dims = [f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
             for k, d in spec.search.items()]
     trials = len(spec.grid()) if spec.search_alg == "grid" else spec.num_samples
-    arms = sorted({a for m, fixed in spec.arms() for a in ([f"{m} (joint)"] if fixed else [m])})
+    names = sorted(spec.arms())
     models = sorted({b["model"]["name"] for b in spec.bases.values()})
     r = spec.resources
     return "\n".join([
         f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
         f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
         f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
-        f"arms: {', '.join(arms)}; seeds {spec.seeds}; compared within {', '.join(spec.conditions)}"
+        f"arms: {', '.join(names)}; seeds {spec.seeds}; compared within {', '.join(spec.conditions)}"
         + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else ""),
         f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
         + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")

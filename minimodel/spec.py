@@ -17,14 +17,14 @@ from typing import Any
 
 import yaml
 
-from minimodel import checks, cipher, data, inits
-from minimodel.config import DEFAULTS, METHODS, ConfigError, merge, set_dotted
+from minimodel import arms, checks, cipher, data, inits
+from minimodel.config import DEFAULTS, RANGES, SOURCE_LANGUAGE, ConfigError, flatten, get_dotted, merge, retired, set_dotted
+from minimodel.errors import UserError
 from minimodel.models import ModelError, has_mlm_head
 from minimodel.plan import Spec
 
 SEARCH_ALGS = ("optuna-tpe", "optuna-multi", "grid")
 DIM_TYPES = ("int", "float", "loguniform", "choice")
-SOURCE_LANGUAGE = "en"
 
 # Defaults of every optional section; a key not listed here is unknown.
 RESOURCES = {"cpus": 1.0, "gpus": 0.0, "workers": 0, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
@@ -35,27 +35,12 @@ TOP = {
     "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha", "seeds", "joint_baseline",
     "allow_differences",
 }
-# Ranges of the trial config's numbers: (lowest, highest, whether the lowest itself is allowed). A value
-# outside would fail (or silently do nothing) only once a stage or trial runs.
-STEPS, RATE, COUNT, FRACTION = (0, None, True), (0, None, False), (1, None, True), (0, 1, True)
-RANGES = {
-    "seed": STEPS, "model.hidden": COUNT, "model.layers": COUNT, "model.heads": COUNT, "model.ffn": COUNT,
-    "model.vocab_size": COUNT, "model.max_len": COUNT,
-    "pretrain.head_steps": STEPS, "pretrain.steps": STEPS, "pretrain.lr": RATE, "pretrain.batch_size": COUNT,
-    "pretrain.warmup": FRACTION, "pretrain.joint_weight": STEPS, "pretrain.eval_every": STEPS,
-    "data.seq_len": (8, None, True), "data.max_docs": COUNT, "data.max_eval": STEPS, "data.max_test": STEPS,
-    "finetune.steps": COUNT, "finetune.lr": RATE, "finetune.batch_size": COUNT, "finetune.warmup": FRACTION,
-    "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
-    "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
-    "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
-    "fasttext.dim": COUNT, "fasttext.epochs": COUNT, "fasttext.min_count": COUNT,
-}
 # Hyper-parameters chosen on dev for every arm alike (the frontier keeps each arm's best on dev); any
 # other searched key but the depth is a condition that every arm of a comparison must share.
 TUNED = ("adapt.lr", "adapt.warmup")
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A bad sweep spec; the message is one line that names the key or file."""
 
 
@@ -136,7 +121,7 @@ def validate(raw: dict) -> Spec:
         base = merge(DEFAULTS, trial, "trial.")
     except ConfigError as e:
         raise SpecError(str(e)) from None
-    bases, pinned = _methods(raw.get("methods", list(METHODS)), base)
+    bases, pinned = _methods(raw.get("methods", arms.methods()), base)
     languages = _languages(raw, base)
     search = {key: _dim(key, dim) for key, dim in _get(raw, "search", dict, {}).items()}
 
@@ -171,9 +156,11 @@ def validate(raw: dict) -> Spec:
         raise SpecError(f"stages.workers: must be at least 1 (got {stages['workers']})")
     asha = None if raw.get("asha") in (None, False) else _asha(raw)
     seeds = _seeds(raw, base, search_alg)
-    joint_baseline = _get(raw, "joint_baseline", bool, "minijoint" in bases)
-    if joint_baseline and not {"standard", "minijoint"} <= set(bases):
-        raise SpecError("joint_baseline: needs both standard and minijoint among the methods")
+    borrowing = [a for a in arms.ARMS.values() if a.borrows]
+    joint_baseline = _get(raw, "joint_baseline", bool, any(a.borrows in bases for a in borrowing))
+    if joint_baseline and not any({a.variant_of, a.borrows} <= set(bases) for a in borrowing):
+        raise SpecError("joint_baseline: needs both " + " or ".join(f"{a.variant_of} and {a.borrows}" for a in borrowing)
+                        + " among the methods")
     _controlled(raw, search, search_alg, joint_baseline)
 
     spec = Spec(
@@ -210,6 +197,9 @@ def _known(raw: dict, known, where: str) -> None:
 
 def _known_tree(tree: dict, defaults: dict, where: str) -> None:
     """Every key of a partial trial config (a trial: block, a method's overrides) exists in DEFAULTS."""
+    for key in tree:
+        if key not in defaults and retired(f"{where}{key}"):
+            raise SpecError(f"{where}{key}: retired; {retired(f'{where}{key}')}")
     _known(tree, defaults, where)
     for key, value in tree.items():
         if isinstance(defaults[key], dict) and isinstance(value, dict):
@@ -237,8 +227,9 @@ def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[s
         raise SpecError("methods: must be a non-empty list of methods or a mapping method -> trial overrides")
     bases, pinned = {}, {}
     for method, overrides in methods.items():
-        if method not in METHODS:
-            raise SpecError(f"methods: unknown method {method!r} (known: {', '.join(METHODS)})")
+        if method not in arms.methods():
+            added = f"; joint_baseline adds {method}" if method in arms.ARMS else ""
+            raise SpecError(f"methods: unknown method {method!r} (known: {', '.join(arms.methods())}){added}")
         if not isinstance(overrides, dict | None):
             raise SpecError(f"methods.{method}: must be a mapping of trial-config overrides")
         _known_tree(overrides or {}, DEFAULTS, f"methods.{method}.")
@@ -246,7 +237,7 @@ def _methods(methods: Any, base: dict) -> tuple[dict[str, dict], dict[str, set[s
             bases[method] = merge(base, overrides or {}, f"methods.{method}.")
         except ConfigError as e:
             raise SpecError(str(e)) from None
-        pinned[method] = set(_dotted_keys(overrides or {})) | ({"adapt.depth"} if method == "standard" else set())
+        pinned[method] = set(flatten(overrides or {})) | arms.ARMS[method].pinned
     return bases, pinned
 
 
@@ -268,8 +259,8 @@ def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) 
     own baseline (standard through the same joint model) is run."""
     allowed = _get(raw, "allow_differences", list, [])
     for method, overrides in (raw.get("methods") or {}).items() if isinstance(raw.get("methods"), dict) else ():
-        for key in _dotted_keys(overrides or {}):
-            joint_pretraining = method == "minijoint" and joint_baseline and key.startswith(("pretrain.", "model."))
+        for key in flatten(overrides or {}):
+            joint_pretraining = arms.ARMS[method].joint and joint_baseline and key.startswith(("pretrain.", "model."))
             if key != "adapt.depth" and key not in allowed and not joint_pretraining:
                 raise SpecError(f"methods.{method}.{key}: methods of one comparison may differ only in method and "
                                 "depth; set it in trial: for every method, or list it under allow_differences")
@@ -279,11 +270,6 @@ def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) 
                 raise SpecError(f"search.{key}: {search_alg} samples it per trial, so methods would be compared under "
                                 "different values; pin it in trial:, use search_alg: grid, or list it under "
                                 "allow_differences")
-
-
-def _dotted_keys(tree: dict, prefix: str = "") -> list[str]:
-    return [k for key, value in tree.items()
-            for k in (_dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
 
 
 def _languages(raw: dict, base: dict) -> list[str]:
@@ -374,6 +360,8 @@ def _dim(key: str, dim: Any) -> dict:
     where = f"search.{key}"
     if key in ("adapt.method", "adapt.language"):
         raise SpecError(f"{where}: set methods: and languages: instead of searching them")
+    if retired(key):
+        raise SpecError(f"{where}: retired; {retired(key)}")
     *parents, leaf = key.split(".")
     node = DEFAULTS
     for i, part in enumerate(parents):
@@ -435,8 +423,9 @@ def _check_every_config(spec: Spec) -> None:
     numbers in range, a model that exists, and a mini-model depth that leaves a layer above it."""
     for method, base in spec.bases.items():
         name = base["model"]["name"]
-        if (name == "scratch" or method == "minijoint") and base["pretrain"]["steps"] < 1:
-            why = "a scratch model" if name == "scratch" else "MiniJoint (its second head is trained in pretraining)"
+        arm = arms.ARMS[method]
+        if (name == "scratch" or arm.joint) and base["pretrain"]["steps"] < 1:
+            why = "a scratch model" if name == "scratch" else f"{arm.title} (its second head is trained in pretraining)"
             raise SpecError(f"methods.{method}.pretrain.steps: {why} needs pretraining steps > 0")
         try:
             config = checks.model_config(name)
@@ -459,7 +448,7 @@ def _check_every_config(spec: Spec) -> None:
             _check_ranges(spec, method, cfg, values)
             layers = cfg["model"]["layers"] if name == "scratch" else (config or {}).get("num_hidden_layers")
             depth = cfg["adapt"]["depth"]
-            if method != "standard" and layers is not None and not 1 <= depth < layers:
+            if arm.has_depth and layers is not None and not 1 <= depth < layers:
                 raise SpecError(f"{_origin(spec, method, 'adapt.depth', values)}: depth {depth} is beyond "
                                 f"{cfg['model']['name']}'s {layers} layers (max {layers - 1})")
             positions = (config or {}).get("max_position_embeddings")
@@ -471,8 +460,7 @@ def _check_every_config(spec: Spec) -> None:
 
 def _check_ranges(spec: Spec, method: str, cfg: dict, searched: dict) -> None:
     for key, (low, high, inclusive) in RANGES.items():
-        section, _, leaf = key.rpartition(".")
-        value = cfg[section][leaf] if section else cfg[leaf]
+        value = get_dotted(cfg, key)
         if (value < low if inclusive else value <= low) or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f"{'at least' if inclusive else 'greater than'} {low}"
             raise SpecError(f"{_origin(spec, method, key, searched)}: must be {bounds} (got {value})")

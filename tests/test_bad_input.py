@@ -81,6 +81,8 @@ CASES = [
     ("warmup > 1", "validate {spec} --set trial.adapt.warmup=1.5", "trial.adapt.warmup: must be between 0 and 1 (got 1.5)"),
     ("search low > high", "validate {spec} --set 'search.adapt.lr={{type: loguniform, low: 0.1, high: 0.01}}'",
      "search.adapt.lr: low 0.1 is greater than high 0.01"),
+    ("retired key", "validate {spec} --set trial.adapt.through_joint=true",
+     "trial.adapt.through_joint: retired; MiniJoint's baseline is the arm adapt.method: standard-through-joint"),
     ("--set path that does not exist", "validate {spec} --set trial.adapt.nothing.x=3", "trial.adapt.nothing: unknown key"),
     ("--set into a value", "validate {spec} --set name.first=x", "--set name.first: 'name' is not a mapping"),
     ("missing data files", "validate {spec} --set trial.data.task=/nowhere/{{lang}}/{{split}}.jsonl",

@@ -68,7 +68,7 @@ def test_grid_and_stage_configs(raw):
     # minijoint, minipost and MiniJoint's own baseline: 3 depths x 2 inits; standard: no depth, 2 inits
     assert len(spec.grid()) == 3 * 3 * 2 + 2
     assert spec.conditions == ["adapt.init"]
-    assert all("adapt.depth" not in p for p in spec.grid() if p["adapt.method"] == "standard" and "adapt.through_joint" not in p)
+    assert all("adapt.depth" not in p for p in spec.grid() if p["adapt.method"] == "standard")
     depths = sorted(c["adapt"]["depth"] for c in spec.stage_configs() if c["adapt"]["method"] == "minipost")
     assert depths == [1, 2, 3]
 
@@ -88,8 +88,8 @@ def test_methods_mapping_overrides_per_method(raw):
     assert spec.config("minipost", "xx", {"adapt.depth": 4})["adapt"]["depth"] == 4
     assert spec.searched("minijoint") == spec.searched("standard") == ["adapt.lr"]
     # MiniJoint's baseline is standard through MiniJoint's own source model, at its depth
-    joint = spec.config("standard", "xx", {"adapt.through_joint": True, "adapt.depth": 4})
-    assert joint["model"]["layers"] == 5 and joint["adapt"]["depth"] == 2 and joint["adapt"]["method"] == "standard"
+    joint = spec.config("standard-through-joint", "xx", {"adapt.depth": 4})
+    assert joint["model"]["layers"] == 5 and joint["adapt"]["depth"] == 2 and joint["adapt"]["method"] == "standard-through-joint"
     minijoint = spec.config("minijoint", "xx")
     assert {k: pipeline.stage_keys(joint)[k] for k in ("source", "finetune")} == \
         {k: pipeline.stage_keys(minijoint)[k] for k in ("source", "finetune")}

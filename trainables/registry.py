@@ -14,8 +14,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from minimodel import pipeline
-from minimodel.config import DEFAULTS, trial_config
-from trainables.tracking import TrackingError, flatten, latest_sweep
+from minimodel.config import DEFAULTS, flatten, set_dotted, trial_config
+from trainables.tracking import TrackingError, latest_sweep
 
 
 def trial_run(uri: str, experiment: str, trial: str | None, language: str, method: str | None = None) -> Run:
@@ -54,11 +54,7 @@ def run_config(run: Run) -> dict:
     cfg = copy.deepcopy(DEFAULTS)
     for dotted, default in flatten(DEFAULTS).items():
         if dotted in run.data.params:
-            *parents, leaf = dotted.split(".")
-            node = cfg
-            for part in parents:
-                node = node[part]
-            node[leaf] = _typed(run.data.params[dotted], default)
+            set_dotted(cfg, dotted, _typed(run.data.params[dotted], default))
     cfg = trial_config(cfg)
     recorded = run.data.tags.get("adapt_key")
     if recorded and pipeline.stage_keys(cfg)["adapt"] != recorded:

@@ -17,20 +17,15 @@ from minimodel import pipeline
 from trainables import progress, tracking
 
 
-# What each stage reads from a trial config, logged as its MLflow params.
-SECTIONS = {"source": ("seed", "precision", "model", "pretrain"), "align": ("align",), "finetune": ("finetune",)}
-
-
-def describe(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
-    """MLflow tags and params of a stage run."""
+def stage_run(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
+    """MLflow tags and params of a stage run: its params are what its cache key hashes (pipeline.READS),
+    the source model's reads included for the stages built on it."""
     tags = {"model": cfg["model"]["name"]}
     if name == "align" or (name == "source" and pipeline.joint_depth(cfg)):
         tags["depth"] = str(cfg["adapt"]["depth"])
         tags["method"] = cfg["adapt"]["method"]
-    params = tracking.flatten({s: cfg[s] for s in SECTIONS[name]})
-    data_key = "task" if name == "finetune" else "source_corpus"
-    params[f"data.{data_key}"] = cfg["data"][data_key]
-    return tags, params
+    read = {**pipeline.stage_reads("source", cfg), **pipeline.stage_reads(name, cfg)}
+    return tags, tracking.flatten(read)
 
 
 def summary_line(record: dict) -> str:
@@ -112,7 +107,7 @@ def run_stages(configs: list[dict], cache_dir: str, scaling: dict, storage_path:
         record = {"name": name, "key": key, "cached": key not in done, "stats": stats, **(how if key in done else {})}
         records.append(record)
         if sweep:
-            tags, params = describe(name, cfg)
+            tags, params = stage_run(name, cfg)
             tags.update(kind="stage", stage=name, key=key, cached=str(record["cached"]).lower(),
                         **{k: str(record[k]) for k in ("train_workers", "backend") if k in record})
             run_id = tracking.start_child(sweep, f"{name}-{key}", tags, params)

@@ -58,7 +58,7 @@ def log_kept(results: tune.ResultGrid, spec: Spec, cache_dir: str, sweep: tracki
     results in the cache; returns how many."""
     kept = [r for r in results if not r.error and (r.metrics or {}).get("logged") == 0]
     for result in kept:
-        cfg, name, tags, params = trial.describe(spec, result.config, cache_dir, Path(result.path).name)
+        cfg, name, tags, params = trial.trial_run(spec, result.config, cache_dir, Path(result.path).name)
         if pipeline.stage_done("adapt", cfg, cache_dir):  # never computes anything here
             tracking.log_trial(sweep, name, tags, params, pipeline.run_trial(cfg, cache_dir))
     return len(kept)

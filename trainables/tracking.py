@@ -17,7 +17,8 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from minimodel.spec import SpecError
+from minimodel.config import flatten
+from minimodel.errors import UserError
 
 POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
 FINAL_METRICS = ("english_accuracy", "english_macro_f1", "english_exact_match", "majority_accuracy", "one_off_flops", "dev_items",
@@ -30,7 +31,7 @@ TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "se
 STEP_UNIT = 1e9
 
 
-class TrackingError(SpecError):
+class TrackingError(UserError):
     """The spec's tracking store cannot be used; one line that names the URI (a user error, like a
     missing data file, so the CLI reports it the same way)."""
 
@@ -102,17 +103,6 @@ def latest_sweep(uri: str, name: str) -> SweepRun:
     if not runs:
         raise TrackingError(f"experiment {name!r} at {uri} has no sweep runs")
     return SweepRun(uri, found.experiment_id, runs[0].info.run_id)
-
-
-def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
-    """{'adapt': {'lr': 1e-3}} -> {'adapt.lr': 1e-3}: trial configs as MLflow params."""
-    out = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def start_child(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str, object]) -> str:

@@ -21,10 +21,12 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from minimodel import arms, cache, pipeline
+from minimodel.config import flatten, short_values
 from minimodel.plan import Spec
 from trainables import progress, tracking
 
 
+VARIANT = "variant"  # Optuna's draw between a method and an arm added as a form of it (tuner.define_space)
 MEMORY_ERRORS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
 
 
@@ -37,21 +39,22 @@ def numbers(metrics: dict) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def describe(spec: Spec, config: dict, cache_dir: str, trial_id: str) -> tuple[dict, str, dict, dict]:
+def trial_run(spec: Spec, config: dict, cache_dir: str, trial_id: str) -> tuple[dict, str, dict, dict]:
     """(trial config, MLflow run name, tags, params) of a Tune config: the sampled values
     (adapt.method, adapt.language and the search keys), or a grid row of them under "point"."""
     values = dict(config.get("point", config))
+    values.pop(VARIANT, None)  # adapt.method holds the arm it drew
     method, language = values.pop("adapt.method"), values.pop("adapt.language")
     cfg = spec.config(method, language, values)
     a = cfg["adapt"]
     tags = {"kind": "trial", "key": trial_id, "method": method, "language": language,
-            "depth": str(a["depth"]) if method != "standard" else "full", "init": a["init"],
+            "depth": "full" if arms.get(cfg).full_model else str(a["depth"]), "init": a["init"],
             "arm": arms.arm(cfg), "baseline": arms.baseline(cfg), "seed": str(a["seed"]),
-            "condition": arms.describe(cfg, spec.conditions), "config": arms.describe(cfg, spec.tuned),
+            "condition": short_values(cfg, spec.conditions), "config": short_values(cfg, spec.tuned),
             "model": cfg["model"]["name"], "adapt_key": pipeline.stage_keys(cfg)["adapt"],
             "cached": str(pipeline.stage_done("adapt", cfg, cache_dir)).lower()}
     params = {"method": method, "language": language, "depth": a["depth"], "lr": a["lr"], "steps": a["steps"],
-              **tracking.flatten(cfg)}
+              **flatten(cfg)}
     return cfg, f"{tags['arm']} {language} seed {a['seed']} {trial_id}", tags, params
 
 
@@ -159,7 +162,7 @@ def adapt(config: dict, spec: Spec, cache_dir: str, storage_path: str, sweep: tr
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     trial_id = tune.get_context().get_trial_id()
-    cfg, name, tags, params = describe(spec, config, cache_dir, trial_id)
+    cfg, name, tags, params = trial_run(spec, config, cache_dir, trial_id)
     tags["node"] = ray.get_runtime_context().get_node_id()
     book = Logbook(sweep, name, tags, params)
     if (cache.partial(pipeline.stage_dir("adapt", cfg, cache_dir)) / "checkpoint" / "state.json").exists():

@@ -17,19 +17,20 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from minimodel.plan import Spec
-from trainables.trial import adapt
+from trainables.trial import VARIANT, adapt
 from trainables.tracking import SweepRun
 
 MAX_FAILURES = 2  # retries of a failed trial
 
 
-def define_space(ot_trial: optuna.Trial, spec: Spec) -> None:
-    """Optuna define-by-run space: a method's pinned keys (standard's depth) are not sampled for it."""
+def define_space(ot_trial: optuna.Trial, spec: Spec) -> dict[str, str] | None:
+    """Optuna define-by-run space: a method's pinned keys (standard's depth) are not sampled for it.
+    An arm the spec adds as a form of a method (MiniJoint's baseline, of standard) is drawn after it."""
     method = ot_trial.suggest_categorical("adapt.method", spec.methods)
     ot_trial.suggest_categorical("adapt.language", spec.languages)
-    # MiniJoint's baseline: standard through the jointly trained model, sampled like another method
-    joint = method == "standard" and spec.joint_baseline and ot_trial.suggest_categorical("adapt.through_joint", [False, True])
-    for key in spec.searched("minijoint" if joint else method):
+    variants = spec.variants(method)
+    arm = ot_trial.suggest_categorical(VARIANT, [method, *variants]) if variants else method
+    for key in spec.searched(arm):
         dim = spec.search[key]
         if dim["type"] == "choice":
             ot_trial.suggest_categorical(key, dim["values"])
@@ -37,6 +38,7 @@ def define_space(ot_trial: optuna.Trial, spec: Spec) -> None:
             ot_trial.suggest_int(key, dim["low"], dim["high"])
         else:
             ot_trial.suggest_float(key, dim["low"], dim["high"], log=dim["type"] == "loguniform")
+    return {"adapt.method": arm} if arm != method else None  # the trial's config names its arm
 
 
 def search_alg(spec: Spec):
@@ -62,7 +64,7 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         config, result = trial.config.get("point", trial.config), trial.last_result
         values = " ".join(f"{k.removeprefix('adapt.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('adapt.')}={v}"
-                          for k, v in config.items() if k not in ("adapt.method", "adapt.language"))
+                          for k, v in config.items() if k not in ("adapt.method", "adapt.language", VARIANT))
         print(f"trial {config['adapt.method']:<9} {config['adapt.language']:<5} {values}: accuracy "
               f"{result.get('accuracy', float('nan')):.3f} at {result.get('flops', 0):.3g} FLOPs, "
               f"{result.get('time_total_s', 0):.1f} s", flush=True)
