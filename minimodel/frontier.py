@@ -18,7 +18,7 @@ embeddings and see the same data, so the seed is the unit that pairs them.
    every arm measured against it.
 4. Cheaper: per seed, the ratio of the baseline's FLOPs to the target over the arm's; compute_to_match
    is their geometric mean, with a 95% Student-t interval on the log ratios and the one-sided p-value
-   of "the arm is not cheaper". Simulated null sweeps (tests/test_frontier.py, RESULTS.md section 18)
+   of "the arm is not cheaper". Simulated null sweeps (tests/test_frontier.py, RESULTS.md section 19)
    chose this over the independent bootstrap (false claims 3-4x too often at 3 seeds) and over the
    exact sign-flip test (which cannot reach 5% with fewer than 6 seeds). No random draw anywhere.
    A baseline seed that never reaches the target needed more than its budget: when every seed of the
