@@ -18,7 +18,7 @@ embeddings and see the same data, so the seed is the unit that pairs them.
    every arm measured against it.
 4. Cheaper: per seed, the ratio of the baseline's FLOPs to the target over the arm's; compute_to_match
    is their geometric mean, with a 95% Student-t interval on the log ratios and the one-sided p-value
-   of "the arm is not cheaper". Simulated null sweeps (tests/test_frontier.py, RESULTS.md section 18)
+   of "the arm is not cheaper". Simulated null sweeps (tests/test_frontier.py, RESULTS.md section 19)
    chose this over the independent bootstrap (false claims 3-4x too often at 3 seeds) and over the
    exact sign-flip test (which cannot reach 5% with fewer than 6 seeds). No random draw anywhere.
    A baseline seed that never reaches the target needed more than its budget: when every seed of the
@@ -31,7 +31,8 @@ embeddings and see the same data, so the seed is the unit that pairs them.
 7. Holm's correction over the rows of one table, per family of claims (cheaper, matches on dev,
    matches on test); a claim is made when its Holm-adjusted p-value is under its level.
 8. Total compute per (condition, arm) over the table's languages: one-off plus adaptation FLOPs to the
-   target, against the baseline's, and the break-even from the savings measured on those languages.
+   target, against the baseline's, and the break-even from the savings measured on those languages;
+   and the pooled compute ratio over them (stratified by language; only where every language reads one).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ SUMMARY_COLUMNS = [
     "vs_standard", "vs_standard_lo", "vs_standard_hi", "vs_standard_censored", "test_at_target",
     "test_at_target_lo", "test_at_target_hi", "final_test_accuracy", "shortfall", "english_accuracy",
     "majority_accuracy", "dev_items", "dev_standard_error", "one_off_flops", "languages", "total_flops",
-    "baseline_total_flops", "total_ratio", "break_even_languages", "note",
+    "baseline_total_flops", "total_ratio", "break_even_languages", "pooled_ratio", "pooled_lo", "pooled_hi",
+    "pooled_censored", "note",
 ]
 CURVE_COLUMNS = ["language", "condition", "arm", "config", "flops", "accuracy", "lo", "hi", "seeds"]
 EVALUATION_COLUMNS = ["run_id", "language", "condition", "arm", "method", "depth", "baseline", "seed", "config",
@@ -92,6 +94,7 @@ class Ratio:
     pairs: int = 0
     censored: bool = False
     note: str = ""
+    logs: tuple[float, ...] = ()  # the per-seed log ratios
 
 
 @dataclass(frozen=True)
@@ -184,10 +187,27 @@ def paired_ratio(reference: np.ndarray, arm: np.ndarray) -> Ratio:
         return Ratio(float(np.exp(mean)), pairs=n)
     se = float(logs.std(ddof=1) / np.sqrt(n))
     if se == 0:  # identical seeds: no spread to test against
-        return Ratio(*[float(np.exp(mean))] * 3, p=float(mean <= 0), pairs=n)
+        return Ratio(*[float(np.exp(mean))] * 3, p=float(mean <= 0), pairs=n, logs=tuple(logs))
     half = scipy.stats.t.ppf(0.975, n - 1) * se
     return Ratio(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)),
-                 float(scipy.stats.t.sf(mean / se, n - 1)), n)
+                 float(scipy.stats.t.sf(mean / se, n - 1)), n, logs=tuple(logs))
+
+
+def pooled(strata: list[tuple[float, ...]]) -> Ratio:
+    """One ratio over several languages: the geometric mean of their per-language geometric means,
+    with a 95% t-interval stratified by language (each language's seed spread; Welch-Satterthwaite
+    degrees of freedom), so a language with more seeds weighs no more than another."""
+    if not strata or any(len(s) < 2 for s in strata):
+        return Ratio()
+    means = np.array([np.mean(s) for s in strata])
+    parts = np.array([np.var(s, ddof=1) / len(s) for s in strata]) / len(strata) ** 2
+    mean, se = float(means.mean()), float(np.sqrt(parts.sum()))
+    if se == 0:
+        return Ratio(*[float(np.exp(mean))] * 3, p=float(mean <= 0), pairs=sum(map(len, strata)))
+    df = parts.sum() ** 2 / sum(w ** 2 / (len(s) - 1) for w, s in zip(parts, strata))
+    half = scipy.stats.t.ppf(0.975, df) * se
+    return Ratio(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)),
+                 float(scipy.stats.t.sf(mean / se, df)), sum(map(len, strata)))
 
 
 def equivalence(differences: np.ndarray, margin: float) -> Difference:
@@ -317,7 +337,7 @@ def compare(reference: Arm, arm: Arm, target: float) -> Ratio:
     ratio = paired_ratio(np.where(missed, budget, ref), other)
     if not np.isfinite(ratio.ratio):
         return ratio
-    return Ratio(ratio.ratio, ratio.lo, np.inf, ratio.p, ratio.pairs, True, ratio.note)
+    return Ratio(ratio.ratio, ratio.lo, np.inf, ratio.p, ratio.pairs, True, ratio.note, ratio.logs)
 
 
 def rise(arm: Arm, dev_items: float) -> Rise:
@@ -421,6 +441,7 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
         else float(np.mean(np.subtract(*_pairs(base, _flops_all(base, target), arm, flops)))),
         "_base_flops": NAN if base is None or not base_rise.real else float(np.mean(_flops_all(base, target))),
         "_compared": base is not None and base is not arm,
+        "_logs": ratio.logs,
         "note": "; ".join(filter(None, notes)),
     }
 
@@ -451,9 +472,12 @@ def _totals(rows: pd.DataFrame) -> pd.DataFrame:
             even = NAN
         else:
             even = 0.0 if not one_off else one_off / saving if saving > 0 else np.inf
-        rows.loc[group.index, ["languages", "total_flops", "baseline_total_flops", "total_ratio",
-                               "break_even_languages"]] = [len(group), arm_total, base_total,
-                                                           base_total / arm_total if arm_total else NAN, even]
+        both = pooled([logs for logs in group["_logs"]])
+        rows.loc[group.index, ["languages", "total_flops", "baseline_total_flops", "total_ratio", "break_even_languages",
+                               "pooled_ratio", "pooled_lo", "pooled_hi"]] = [
+            len(group), arm_total, base_total, base_total / arm_total if arm_total else NAN, even, both.ratio, both.lo,
+            np.inf if group["compute_to_match_censored"].any() else both.hi]
+        rows.loc[group.index, "pooled_censored"] = bool(group["compute_to_match_censored"].any())
     return rows
 
 

@@ -545,3 +545,22 @@ def test_a_bad_points_file_is_one_clear_error(tmp_path, capsys, content, expecte
     err = capsys.readouterr().err.strip().splitlines()
     assert done.value.code == 2 and len(err) == 1 and err[0].startswith(f"minimodel: error: {expected.format(path=path)}")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_pooled_ratio_is_stratified_by_language():
+    """Two languages, 2 and 3 seeds: the mean of the per-language mean log ratios, each language's own
+    spread, Welch-Satterthwaite degrees of freedom; a language with more seeds weighs no more."""
+    both = frontier.pooled([(0.0, 0.2), (1.0, 1.2, 0.8)])
+    parts = np.array([0.02 / 2, 0.04 / 3]) / 4
+    df = parts.sum() ** 2 / (parts[0] ** 2 / 1 + parts[1] ** 2 / 2)
+    half = scipy.stats.t.ppf(0.975, df) * np.sqrt(parts.sum())
+    assert both.ratio == pytest.approx(np.exp(0.55)) and both.pairs == 5
+    assert (both.lo, both.hi) == pytest.approx((np.exp(0.55 - half), np.exp(0.55 + half)))
+    assert np.isnan(frontier.pooled([(0.0, 0.2), (1.0,)]).ratio)  # one seed shows no spread
+    rng = np.random.default_rng(1)  # a draw where both languages read a ratio
+    table = pd.concat([null_sweep(rng, 3, speedup=3.0).assign(language=lang) for lang in ("de", "fr")])
+    result = frontier.summary(table, 0.02)
+    s = result.set_index("arm").loc["minipost k=2"]
+    assert s["compute_to_match"].notna().all() and s["compute_to_match"].nunique() == 2
+    assert s["pooled_ratio"].iloc[0] == pytest.approx(np.sqrt(np.prod(s["compute_to_match"])))
+    assert "compute_to_match pooled over them (stratified by language)" in frontier_report.format_table(result)
