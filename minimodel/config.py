@@ -70,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
         "train_shared": True,
         # the spread of the new rows' random init, as a multiple of the source embeddings' spread
         "init_scale": 1.0,
+        # the share of each sequence's positions masked per step (the head runs at masked positions only)
+        "mask_rate": 0.15,
     },
 }
 

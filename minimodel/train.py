@@ -81,7 +81,8 @@ def train(
 
     def point(step: int) -> dict:
         settle()
-        p = {"step": step, **meter.totals(), **(evaluate() if evaluate else {})}
+        # the learning rate the schedule gives the next step: it reaches 0 at `steps`, whatever that is
+        p = {"step": step, **meter.totals(), "lr": schedule.get_last_lr()[0], **(evaluate() if evaluate else {})}
         if loss_avg is not None:
             p["loss"] = round(loss_avg, 4)
         curve.append(p)
