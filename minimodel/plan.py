@@ -33,6 +33,8 @@ class Spec:
     conditions: list[str]  # dotted keys whose values make a comparison (init, and searched non-tuned keys)
     tuned: list[str]  # searched hyper-parameters, chosen on dev per arm
     description: str = ""
+    tune: dict | None = None  # a tuning phase: {trials (per arm and language), tolerance (the choice rule's)}
+    points: list[dict] | None = None  # explicit grid rows (a confirm phase's chosen configs x fresh seeds)
 
     @property
     def methods(self) -> list[str]:
@@ -75,7 +77,10 @@ class Spec:
         return arms
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every combination of languages, arms, discrete search values and seeds (the `grid` algorithm)."""
+        """Every combination of languages, arms, discrete search values and seeds (the `grid` algorithm),
+        or the explicit rows a confirm phase gives."""
+        if self.points is not None:
+            return list(self.points)
         points = []
         for (method, fixed), language in itertools.product(self.arms(), self.languages):
             keys = self.searched("minijoint" if fixed else method)
@@ -100,6 +105,9 @@ def describe(spec: Spec) -> str:
     dims = [f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
             for k, d in spec.search.items()]
     trials = len(spec.grid()) if spec.search_alg == "grid" else spec.num_samples
+    tuning = (f"tuning phase: {spec.tune['trials']} trials per arm and language, each arm its own Optuna study; "
+              f"then `minimodel confirm` runs each arm's config with the best dev accuracy (the cheapest "
+              f"within {spec.tune['tolerance']:g}) on fresh seeds") if spec.tune else ""
     arms = sorted({a for m, fixed in spec.arms() for a in ([f"{m} (joint)"] if fixed else [m])})
     models = sorted({b["model"]["name"] for b in spec.bases.values()})
     r = spec.resources
@@ -107,11 +115,13 @@ def describe(spec: Spec) -> str:
         f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
         f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
         f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
-        f"arms: {', '.join(arms)}; seeds {spec.seeds}; compared within {', '.join(spec.conditions)}"
-        + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else ""),
+        f"arms: {', '.join(arms)}; seeds {spec.seeds}; "
+        + ("every searched key tuned on dev per arm and language" if spec.tune else
+           f"compared within {', '.join(spec.conditions)}" + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else "")),
         f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
         + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")
         + f"; shared stages: {spec.stages['workers']} Train workers"
-        + (f"; ASHA on accuracy by {spec.asha['time_attr']}" if spec.asha else ""),
+        + (f"; ASHA on accuracy by {spec.asha['time_attr']}" + (" per arm and language" if spec.tune else "") if spec.asha else ""),
         f"storage {spec.storage}; tracking {spec.tracking_uri}",
+        *([tuning] if tuning else []),
     ])
