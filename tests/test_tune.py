@@ -5,7 +5,6 @@ a real local Ray, real Optuna and a real MLflow store, on the tiny scratch model
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,8 @@ from ray.tune.search import Searcher
 
 from minimodel import cli
 from minimodel.spec import SpecError, validate
-from tests.test_sweep import TINY, ray_session  # noqa: F401 (the module's Ray session fixture)
+from tests.test_sweep import ray_session, two_languages  # noqa: F401 (the module's Ray session fixture)
+from trainables import tuning
 from trainables.arm_search import ArmSearch, groups
 
 TRIALS = 2
@@ -32,14 +32,8 @@ SEARCH = {
 def raw(toy_data, tmp_path_factory) -> dict:
     """A tuning spec over two target languages (xx and its copy yy), standard and MiniPost."""
     root = tmp_path_factory.mktemp("tune")
-    data = root / "data"
-    shutil.copytree(toy_data["root"], data)
-    shutil.copytree(data / "task" / "xx", data / "task" / "yy")
-    shutil.copy(data / "corpus" / "xx.txt", data / "corpus" / "yy.txt")
-    trial = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "target_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "task": str(data / "task" / "{lang}" / "{split}.jsonl")},
-             "adapt": {**TINY["adapt"], "eval_every": 10}}
+    trial = two_languages(toy_data["root"], root)
+    trial["adapt"] = {**trial["adapt"], "eval_every": 10}
     return {
         "name": "tune", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
         "trial": trial, "languages": ["xx", "yy"], "methods": ["standard", "minipost"], "search": SEARCH,
@@ -86,6 +80,19 @@ def test_each_arm_and_language_is_its_own_study_with_the_same_budget_and_space(r
     # one seeded sampler per study: each arm and language gets the same first draws
     first = {(c["adapt.method"], c["adapt.language"]): c for c in reversed(suggested)}
     assert len({(c["adapt.lr"], c["adapt.steps"]) for c in first.values()}) == 1
+
+
+def test_one_rule_chooses_every_arms_config():
+    """The cheapest trial that ran to the end within the tolerance of its own arm's best, per arm and language."""
+    rows = [("standard", "a", True, 0.400, 5e9), ("standard", "b", True, 0.395, 2e9), ("standard", "c", True, 0.380, 1e9),
+            ("minipost", "d", True, 0.300, 3e9), ("minipost", "e", False, 0.500, 1e9), ("minipost", "f", True, 0.310, 4e9)]
+    table = pd.DataFrame([{"language": "xx", "arm": arm, "trial": trial, "run_id": trial, "link": "", "finished": done,
+                           "accuracy": acc, "flops": flops, "values": {}} for arm, trial, done, acc, flops in rows])
+    chosen = tuning.choose(table, tolerance=0.01)
+    # standard: b is within a point of a and cheaper; minipost: e was stopped early, so d (within f's point) wins
+    assert dict(zip(chosen["arm"], chosen["trial"])) == {"standard": "b", "minipost": "d"}
+    best = tuning.choose(table, tolerance=0.0)
+    assert dict(zip(best["arm"], best["trial"])) == {"standard": "a", "minipost": "f"}
 
 
 def run_cli(*argv: str) -> int:

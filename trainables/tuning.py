@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
@@ -102,7 +103,7 @@ def pareto_table(table: pd.DataFrame) -> pd.DataFrame:
     for _, group in table[table["accuracy"].notna()].groupby("language"):
         on |= set(frontier.pareto(group)["run_id"])
     out = table.assign(pareto=table["run_id"].isin(on))
-    values = pd.DataFrame(list(out["values"]), index=out.index)
+    values = pd.DataFrame(list(out["values"]), index=out.index).convert_dtypes()  # standard has no depth: ints stay ints
     return pd.concat([out.drop(columns="values"), values], axis=1).sort_values(["language", "flops"], kind="stable")
 
 
@@ -120,6 +121,7 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
         for _, row in front.iterrows():
             ax.annotate(row["trial"], (row["flops"], row["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels of a narrow range overlap
         ax.set(title=language, xlabel="adaptation FLOPs", ylabel="final dev accuracy")
         ax.legend(fontsize=7)
     fig.tight_layout()
