@@ -59,11 +59,15 @@ def test_a_tuning_phase_may_search_steps_a_plain_optuna_sweep_may_not(raw):
         validate(joint)
 
 
-def test_each_arm_and_language_is_its_own_study_with_the_same_budget_and_space(raw):
+def test_each_arm_and_language_is_its_own_study_with_the_same_budget_and_space(raw, tmp_path):
     spec = validate(raw)
     searcher = ArmSearch(spec)
     suggested = []
     for i in range(TRIALS * len(groups(spec))):
+        if i == 3:  # a resumed sweep's searcher: Tune saves it and restores it into a fresh one
+            searcher.save(str(tmp_path / "searcher.pkl"))
+            searcher = ArmSearch(spec)
+            searcher.restore(str(tmp_path / "searcher.pkl"))
         config = searcher.suggest(f"t{i}")
         suggested.append(config)
         searcher.on_trial_complete(f"t{i}", {"accuracy": 0.5 + 0.01 * i, "flops": 1e9 * (i + 1)})
