@@ -18,19 +18,20 @@ from trainables.tuning import typed
 
 
 def tuning_run(spec: Spec, run_id: str | None = None):
-    """The tuning run to confirm: the given one, or the spec's latest finished tuning run."""
+    """The tuning run to confirm: the given one (finished or not: a run with a failed trial still chose
+    configs for the others), or the spec's latest finished tuning run."""
     client = MlflowClient(tracking_uri=spec.tracking_uri)
     found = client.get_experiment_by_name(spec.name)
     if found is None:
         raise tracking.TrackingError(f"no MLflow experiment named {spec.name!r} at {spec.tracking_uri}: "
                                      "run the tuning phase first (minimodel sweep SPEC)")
-    query = "tags.phase = 'tune' and attributes.status = 'FINISHED'" + (f" and attributes.run_id = '{run_id}'" if run_id else "")
+    query = "tags.phase = 'tune' and " + (f"attributes.run_id = '{run_id}'" if run_id else "attributes.status = 'FINISHED'")
     runs = client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
     if not runs and run_id:
-        raise tracking.TrackingError(f"--from {run_id}: not a finished tuning run of experiment {spec.name!r} at {spec.tracking_uri}")
+        raise tracking.TrackingError(f"--from {run_id}: not a tuning run of experiment {spec.name!r} at {spec.tracking_uri}")
     if not runs:
         raise tracking.TrackingError(f"experiment {spec.name!r} at {spec.tracking_uri} has no finished tuning run: "
-                                     "run `minimodel sweep SPEC` to the end first")
+                                     "run `minimodel sweep SPEC` to the end first, or name one with --from RUN_ID")
     return runs[0]
 
 
