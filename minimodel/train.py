@@ -33,6 +33,12 @@ def distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def with_lr(evaluate: Callable[[], dict], optimizer: torch.optim.Optimizer) -> Callable[[], dict]:
+    """evaluate, with the learning rate the schedule has set for the next step: a curve shows that the
+    schedule runs over this run's own steps (it reaches 0 at the last)."""
+    return lambda: {"lr": optimizer.param_groups[0]["lr"], **evaluate()}
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[dict], torch.Tensor],
@@ -66,6 +72,7 @@ def train(
     if not params:
         raise ValueError(f"{desc}: nothing to train (every parameter is frozen)")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=dev.type in ("cpu", "cuda"))
+    evaluate = with_lr(evaluate, optimizer) if evaluate else None
     schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * steps), steps)
     meter, curve, start, loss_avg = Meter(), [], 0, None
     if checkpoint_dir and (Path(checkpoint_dir) / "state.json").exists():
@@ -81,8 +88,7 @@ def train(
 
     def point(step: int) -> dict:
         settle()
-        # the learning rate the schedule gives the next step: it reaches 0 at `steps`, whatever that is
-        p = {"step": step, **meter.totals(), "lr": schedule.get_last_lr()[0], **(evaluate() if evaluate else {})}
+        p = {"step": step, **meter.totals(), **(evaluate() if evaluate else {})}
         if loss_avg is not None:
             p["loss"] = round(loss_avg, 4)
         curve.append(p)
