@@ -127,6 +127,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     sys.exit(run(spec, resume=args.resume))
 
 
+def cmd_confirm(args: argparse.Namespace) -> None:
+    """Phase 2 of a tuning spec: each arm's chosen config on fresh seeds, compared by the frontier."""
+    spec = load_spec(args.spec, args.set)
+    from trainables.confirm import run
+
+    sys.exit(run(spec, args.seeds, args.from_run, resume=args.resume))
+
+
 def cmd_frontier(args: argparse.Namespace) -> None:
     """The frontier of a finished sweep, read back from MLflow, or recomputed from an evaluations.csv."""
     if not 0 <= args.tolerance < 1:
@@ -194,6 +202,14 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--set", **overrides)
     sweep.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this sweep")
     sweep.set_defaults(run=cmd_sweep)
+
+    confirm = sub.add_parser("confirm", help="run a tuning sweep's chosen config per arm on fresh seeds, print the frontier")
+    confirm.add_argument("spec", help="the tuning sweep's YAML (with a tune: section)")
+    confirm.add_argument("--set", **overrides)
+    confirm.add_argument("--seeds", type=int, default=3, help="how many fresh seeds (never used in tuning) per config")
+    confirm.add_argument("--from", dest="from_run", metavar="RUN_ID", help="the tuning run (default: the latest finished)")
+    confirm.add_argument("--resume", action="store_true", help="continue the latest unfinished confirm run")
+    confirm.set_defaults(run=cmd_confirm)
 
     front = sub.add_parser("frontier", help="accuracy-vs-FLOPs frontier and compute-to-match of a sweep, from MLflow")
     front.add_argument("spec", nargs="?", help="sweep YAML (gives the experiment name and tracking URI)")

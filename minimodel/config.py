@@ -80,6 +80,8 @@ DEFAULTS: dict[str, Any] = {
         # wechsel: its bilingual dictionary, "" = Debian's FreeDict packages for the language, or a file
         # of "english<TAB>word" lines ({lang} is replaced by the language)
         "dictionary": "",
+        # the share of each sequence's positions masked per step (the head runs at masked positions only)
+        "mask_rate": 0.15,
     },
     # fastText vectors that focus (token level, target text) and wechsel (word level, English and
     # target text) are given, trained here on the trial's corpora (CBOW, both libraries' choice).
@@ -105,6 +107,7 @@ RANGES = {
     "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
     "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
     "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
+    "adapt.mask_rate": (0, 1, False),
     "fasttext.dim": COUNT, "fasttext.epochs": COUNT, "fasttext.min_count": COUNT,
 }
 # The values a string key may take (adapt.method: the arms of minimodel.arms).

@@ -29,7 +29,8 @@ MASK_RATE = 0.15
 
 
 def mlm_batches(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int,
-                rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> Callable[[int], dict]:
+                rank: int = 0, world: int = 1, device: torch.device | str = "cpu",
+                rate: float = MASK_RATE) -> Callable[[int], dict]:
     """batch_at(i): the i-th masked batch, a pure function of (seed, i, rank) so a resumed run sees the same data.
 
     On a CUDA `device` the blocks live there and rows and masks are drawn by a CUDA generator: batches
@@ -41,14 +42,14 @@ def mlm_batches(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_
     def batch_at(i: int) -> dict:
         g = torch.Generator(device).manual_seed(seed * 1_000_003 + i * world + rank)
         rows = torch.randint(len(blocks), (batch_size,), generator=g, device=device)
-        return mask(blocks[rows].long(), specials, tokenizer.mask_token_id, len(tokenizer), g)
+        return mask(blocks[rows].long(), specials, tokenizer.mask_token_id, len(tokenizer), g, rate)
 
     return batch_at
 
 
 def mask(input_ids: torch.Tensor, specials: torch.Tensor, mask_id: int, vocab_size: int,
-         g: torch.Generator) -> dict:
-    """BERT's masking with a fixed count: exactly round(15% of seq_len) positions per row (special
+         g: torch.Generator, rate: float = MASK_RATE) -> dict:
+    """BERT's masking with a fixed count: exactly round(rate x seq_len) positions per row (special
     tokens last in line), of which 80% become [MASK], 10% a random token, 10% stay.
 
     A fixed count, as in BERT's original data pipeline, keeps every batch of one shape at the same
@@ -57,7 +58,7 @@ def mask(input_ids: torch.Tensor, specials: torch.Tensor, mask_id: int, vocab_si
     a data-dependent shape (no host sync on a GPU). Every operation here runs on input_ids' device.
     """
     rows, seq_len = input_ids.shape
-    count = max(1, round(MASK_RATE * seq_len))
+    count = max(1, round(rate * seq_len))
     dev = input_ids.device
     score = torch.rand(rows, seq_len, generator=g, device=dev)
     score = score.masked_fill(torch.isin(input_ids, specials), -1.0)  # chosen only when a row has too few ordinary tokens

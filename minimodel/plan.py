@@ -34,6 +34,8 @@ class Spec:
     conditions: list[str]  # dotted keys whose values make a comparison (init, and searched non-tuned keys)
     tuned: list[str]  # searched hyper-parameters, chosen on dev per arm
     description: str = ""
+    tune: dict | None = None  # a tuning phase: {trials (per arm and language), tolerance (the choice rule's)}
+    points: list[dict] | None = None  # explicit grid rows (a confirm phase's chosen configs x fresh seeds)
 
     @property
     def methods(self) -> list[str]:
@@ -75,7 +77,10 @@ class Spec:
         return [a for a in self.arms() if arms.ARMS[a].variant_of == method and a not in self.bases]
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every combination of languages, arms, discrete search values and seeds (the `grid` algorithm)."""
+        """Every combination of languages, arms, discrete search values and seeds (the `grid` algorithm),
+        or the explicit rows a confirm phase gives."""
+        if self.points is not None:
+            return list(self.points)
         points = []
         for arm, language in itertools.product(self.arms(), self.languages):
             keys = self.searched(arm)
@@ -106,17 +111,22 @@ def summary(spec: Spec) -> str:
             for k, d in spec.search.items()]
     trials = len(spec.grid()) if spec.search_alg == "grid" else spec.num_samples
     names = sorted(spec.arms())
+    tuning = (f"tuning phase: {spec.tune['trials']} trials per arm and language, each arm its own Optuna study; "
+              f"then `minimodel confirm` runs each arm's config with the best dev accuracy (the cheapest "
+              f"within {spec.tune['tolerance']:g}) on fresh seeds") if spec.tune else ""
     models = sorted({b["model"]["name"] for b in spec.bases.values()})
     r = spec.resources
     return "\n".join([
         f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
         f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
         f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
-        f"arms: {', '.join(names)}; seeds {spec.seeds}; compared within {', '.join(spec.conditions)}"
-        + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else ""),
+        f"arms: {', '.join(names)}; seeds {spec.seeds}; "
+        + ("every searched key tuned on dev per arm and language" if spec.tune else
+           f"compared within {', '.join(spec.conditions)}" + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else "")),
         f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
         + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")
         + f"; shared stages: {spec.stages['workers']} Train workers"
-        + (f"; ASHA on accuracy by {spec.asha['time_attr']}" if spec.asha else ""),
+        + (f"; ASHA on accuracy by {spec.asha['time_attr']}" + (" per arm and language" if spec.tune else "") if spec.asha else ""),
         f"storage {spec.storage}; tracking {spec.tracking_uri}",
+        *([tuning] if tuning else []),
     ])

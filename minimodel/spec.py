@@ -30,10 +30,13 @@ DIM_TYPES = ("int", "float", "loguniform", "choice")
 RESOURCES = {"cpus": 1.0, "gpus": 0.0, "workers": 0, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
 STAGES = {"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
 ASHA = {"time_attr": "flops", "grace_period": None, "max_t": None, "reduction_factor": 3.0}
+# A tuning phase: `trials` Optuna trials per arm and language, each arm its own study; `minimodel confirm`
+# then runs each arm's chosen config (the cheapest within `tolerance` of its best dev accuracy) on fresh seeds.
+TUNE = {"trials": 8, "tolerance": 0.01}
 TOP = {
     "name", "description", "storage", "tracking_uri", "trial", "languages", "methods", "search",
     "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha", "seeds", "joint_baseline",
-    "allow_differences",
+    "allow_differences", "tune",
 }
 # Hyper-parameters chosen on dev for every arm alike (the frontier keeps each arm's best on dev); any
 # other searched key but the depth is a condition that every arm of a comparison must share.
@@ -129,7 +132,10 @@ def validate(raw: dict) -> Spec:
     if search_alg not in SEARCH_ALGS:
         raise SpecError(f"search_alg: must be one of {', '.join(SEARCH_ALGS)} (got {search_alg!r})")
     pairs = len(bases) * len(languages)
-    if search_alg == "grid":
+    tune = None if raw.get("tune") in (None, False) else _tune(raw, search_alg)
+    if tune:
+        num_samples = 0  # tune.trials per arm and language, counted once the arms are known
+    elif search_alg == "grid":
         if raw.get("num_samples") is not None:
             raise SpecError("num_samples: not used by search_alg grid (it runs every combination once); "
                             "remove it or set it to null")
@@ -161,14 +167,21 @@ def validate(raw: dict) -> Spec:
     if joint_baseline and not any({a.variant_of, a.borrows} <= set(bases) for a in borrowing):
         raise SpecError("joint_baseline: needs both " + " or ".join(f"{a.variant_of} and {a.borrows}" for a in borrowing)
                         + " among the methods")
-    _controlled(raw, search, search_alg, joint_baseline)
+    if tune:
+        added = [a for a in borrowing if joint_baseline and a.borrows in bases and a.name not in bases]
+        num_samples = tune["trials"] * (len(bases) + len(added)) * len(languages)
+        for a in added:
+            if "adapt.depth" in search and "adapt.depth" not in pinned[a.borrows]:
+                raise SpecError(f"search.adapt.depth: a tuning phase with joint_baseline needs methods.{a.borrows}.adapt.depth "
+                                f"pinned, so that {a.borrows} and its baseline are tuned through the same joint model")
+    _controlled(raw, search, search_alg, joint_baseline, bool(tune))
 
     spec = Spec(
         name=name, storage=storage, tracking_uri=tracking_uri, bases=bases, pinned=pinned, languages=languages,
         search=search, search_alg=search_alg, num_samples=num_samples, max_concurrent=max_concurrent,
         resources=resources, stages=stages, asha=asha, seeds=seeds, joint_baseline=joint_baseline,
         conditions=["adapt.init", *(k for k in search if k not in (*TUNED, "adapt.depth", "adapt.init"))],
-        tuned=[k for k in search if k in TUNED], description=_get(raw, "description", str, ""),
+        tuned=[k for k in search if k in TUNED], description=_get(raw, "description", str, ""), tune=tune,
     )
     _check_every_config(spec)
     _check_data(spec)
@@ -253,10 +266,11 @@ def _seeds(raw: dict, base: dict, search_alg: str) -> list[int]:
     return seeds
 
 
-def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) -> None:
+def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool, tuning: bool) -> None:
     """Arms of one comparison may differ only in method and depth: refuse anything else the spec
     lets differ, unless `allow_differences` names it. MiniJoint may change its pretraining when its
-    own baseline (standard through the same joint model) is run."""
+    own baseline (standard through the same joint model) is run. A tuning phase samples every key
+    per arm: its arms are compared later, by `minimodel confirm`, each at its one chosen config."""
     allowed = _get(raw, "allow_differences", list, [])
     for method, overrides in (raw.get("methods") or {}).items() if isinstance(raw.get("methods"), dict) else ():
         for key in flatten(overrides or {}):
@@ -264,12 +278,28 @@ def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool) 
             if key != "adapt.depth" and key not in allowed and not joint_pretraining:
                 raise SpecError(f"methods.{method}.{key}: methods of one comparison may differ only in method and "
                                 "depth; set it in trial: for every method, or list it under allow_differences")
-    if search_alg != "grid":
+    if search_alg != "grid" and not tuning:
         for key in search:
             if key not in (*TUNED, "adapt.depth") and key not in allowed:
                 raise SpecError(f"search.{key}: {search_alg} samples it per trial, so methods would be compared under "
-                                "different values; pin it in trial:, use search_alg: grid, or list it under "
-                                "allow_differences")
+                                "different values; pin it in trial:, use search_alg: grid, tune it per arm "
+                                "(tune:, then minimodel confirm), or list it under allow_differences")
+
+
+def _tune(raw: dict, search_alg: str) -> dict:
+    """The tuning phase's budget and choice rule, the same for every arm."""
+    if search_alg == "grid":
+        raise SpecError("tune: a tuning phase samples with Optuna; set search_alg: optuna-tpe or optuna-multi")
+    if raw.get("num_samples") is not None:
+        raise SpecError("num_samples: a tuning phase runs tune.trials per arm and language; remove num_samples")
+    given = _get(raw, "tune", dict, {})
+    _known(given, TUNE, "tune.")
+    out = {k: _get(given, k, type(default), default, "tune.") for k, default in TUNE.items()}
+    if out["trials"] < 1:
+        raise SpecError(f"tune.trials: must be at least 1 (got {out['trials']})")
+    if not 0 <= out["tolerance"] < 1:
+        raise SpecError(f"tune.tolerance: an accuracy difference, at least 0 and below 1 (got {out['tolerance']})")
+    return out
 
 
 def _languages(raw: dict, base: dict) -> list[str]:

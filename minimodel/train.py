@@ -34,6 +34,12 @@ def distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def with_lr(evaluate: Callable[[], dict], optimizer: torch.optim.Optimizer) -> Callable[[], dict]:
+    """evaluate, with the learning rate the schedule has set for the next step: a curve shows that the
+    schedule runs over this run's own steps (it reaches 0 at the last)."""
+    return lambda: {"lr": optimizer.param_groups[0]["lr"], **evaluate()}
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[dict], torch.Tensor],
@@ -67,6 +73,7 @@ def train(
     if not params:
         raise ValueError(f"{desc}: nothing to train (every parameter is frozen)")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=dev.type in ("cpu", "cuda"))
+    evaluate = with_lr(evaluate, optimizer) if evaluate else None
     schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * steps), steps)
     run = _Progress(Meter(), [], (lambda counts: _sum_over_ranks(counts, dev)) if world > 1 else None, evaluate, on_eval)
     start = 0

@@ -37,17 +37,22 @@ def ray_session():
         ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def spec_path(toy_data, tmp_path_factory) -> Path:
-    """The synthetic task with two target languages (xx and a copy of it, yy) and a sweep spec over it."""
-    root = tmp_path_factory.mktemp("sweep")
+def two_languages(toy_root: Path, root: Path) -> dict:
+    """TINY's trial config over a copy of the synthetic task with two target languages (xx and a copy of it, yy)."""
     data = root / "data"
-    shutil.copytree(toy_data["root"], data)
+    shutil.copytree(toy_root, data)
     shutil.copytree(data / "task" / "xx", data / "task" / "yy")
     shutil.copy(data / "corpus" / "xx.txt", data / "corpus" / "yy.txt")
-    trial = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "target_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "task": str(data / "task" / "{lang}" / "{split}.jsonl")}}
+    return {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
+                             "target_corpus": str(data / "corpus" / "{lang}.txt"),
+                             "task": str(data / "task" / "{lang}" / "{split}.jsonl")}}
+
+
+@pytest.fixture(scope="module")
+def spec_path(toy_data, tmp_path_factory) -> Path:
+    """The synthetic task with two target languages and a sweep spec over it."""
+    root = tmp_path_factory.mktemp("sweep")
+    trial = two_languages(toy_data["root"], root)
     spec = {
         "name": "toy", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
         "trial": trial, "languages": ["xx", "yy"], "methods": ["standard", "minipost"],

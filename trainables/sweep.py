@@ -20,7 +20,7 @@ from requests.exceptions import RequestException
 from minimodel import checks, frontier, frontier_report, pipeline
 from minimodel.plan import Spec
 from minimodel.spec import SpecError
-from trainables import stages, tracking, trial, tuner
+from trainables import stages, tracking, trial, tuner, tuning
 
 MIN_FREE_BYTES = 2**30  # below this a sweep would fail mid-way on its first model or checkpoint
 
@@ -64,12 +64,13 @@ def log_kept(results: tune.ResultGrid, spec: Spec, cache_dir: str, sweep: tracki
     return len(kept)
 
 
-def run(spec: Spec, resume: bool = False) -> int:
-    """Run a sweep end to end; returns the exit code (1 if any trial failed)."""
+def run(spec: Spec, resume: bool = False, tags: dict[str, str] | None = None) -> int:
+    """Run a sweep end to end; returns the exit code (1 if any trial failed). `tags` go on its parent
+    run (a confirm phase's `phase` and `tuned_from`); a tuning phase is tagged phase=tune."""
     tracking.check_reachable(spec.tracking_uri)
     check_storage(spec.storage)
     try:
-        return _run(spec, resume)
+        return _run(spec, resume, {**({"phase": "tune"} if spec.tune else {}), **(tags or {})})
     except (MlflowException, RequestException) as e:
         raise tracking.TrackingError(
             f"tracking_uri: MLflow at {spec.tracking_uri} stopped answering during the sweep ({type(e).__name__}); "
@@ -90,7 +91,7 @@ def cluster_nodes() -> list[dict[str, float]] | None:
     return nodes
 
 
-def _run(spec: Spec, resume: bool) -> int:
+def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
     cache_dir, storage_path = _paths(spec)
     started = not ray.is_initialized()
     if started:
@@ -102,7 +103,7 @@ def _run(spec: Spec, resume: bool) -> int:
     try:  # what the cluster offers, checked before any MLflow run or Train job exists
         checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
         sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
-                                     {"storage": spec.storage, "search_alg": spec.search_alg}, resume)
+                                     {"storage": spec.storage, "search_alg": spec.search_alg, **tags}, resume)
         client = sweep.client()
         previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
     except BaseException:
@@ -141,8 +142,9 @@ def _run(spec: Spec, resume: bool) -> int:
         failed = {Path(r.path).name for r in results if r.error}  # trial dir = trial id
         stopped = {Path(r.path).name for r in results if not r.error} if clean else set()
         tracking.close_children(sweep, failed, stopped)
-        table = tracking.read_points(sweep)
-        if not table.empty:
+        if spec.tune:  # its arms are compared by `minimodel confirm`, each at its chosen config
+            tuning.report(sweep, spec, _out_dir(spec, sweep) / "tuning")
+        elif not (table := tracking.read_points(sweep)).empty:
             report_frontier(sweep, table, _out_dir(spec, sweep))
         tracking.log_metrics(sweep, sweep.run_id, {"trials": len(results), "failed_trials": len(errors),
                                                    "wall_s": time.time() - t0, "trials_wall_s": trials_s,

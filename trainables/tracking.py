@@ -79,11 +79,13 @@ def experiment(uri: str, name: str, artifact_root: str) -> str:
 
 
 def start_sweep(uri: str, name: str, artifact_root: str, tags: dict[str, str], resume: bool = False) -> SweepRun:
-    """The parent run of a sweep: the latest unfinished one when resuming, else a new one."""
+    """The parent run of a sweep: the latest unfinished one (of the same phase, if tagged) when
+    resuming, else a new one."""
     experiment_id = experiment(uri, name, artifact_root)
     client = MlflowClient(tracking_uri=uri)
     if resume:
-        runs = client.search_runs([experiment_id], "tags.kind = 'sweep' and attributes.status != 'FINISHED'",
+        phase = f" and tags.phase = '{tags['phase']}'" if "phase" in tags else ""
+        runs = client.search_runs([experiment_id], f"tags.kind = 'sweep' and attributes.status != 'FINISHED'{phase}",
                                   order_by=["attributes.start_time DESC"], max_results=1)
         if runs:
             return SweepRun(uri, experiment_id, runs[0].info.run_id)

@@ -17,6 +17,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from minimodel.plan import Spec
+from trainables import arm_search
 from trainables.trial import VARIANT, adapt
 from trainables.tracking import SweepRun
 
@@ -30,32 +31,33 @@ def define_space(ot_trial: optuna.Trial, spec: Spec) -> dict[str, str] | None:
     ot_trial.suggest_categorical("adapt.language", spec.languages)
     variants = spec.variants(method)
     arm = ot_trial.suggest_categorical(VARIANT, [method, *variants]) if variants else method
-    for key in spec.searched(arm):
-        dim = spec.search[key]
-        if dim["type"] == "choice":
-            ot_trial.suggest_categorical(key, dim["values"])
-        elif dim["type"] == "int":
-            ot_trial.suggest_int(key, dim["low"], dim["high"])
-        else:
-            ot_trial.suggest_float(key, dim["low"], dim["high"], log=dim["type"] == "loguniform")
+    arm_search.suggest_values(ot_trial, spec, spec.searched(arm))
     return {"adapt.method": arm} if arm != method else None  # the trial's config names its arm
 
 
 def search_alg(spec: Spec):
-    """OptunaSearch (TPE, or multi-objective TPE over accuracy and FLOPs) or the explicit grid."""
+    """OptunaSearch (TPE, or multi-objective TPE over accuracy and FLOPs), a tuning phase's study per
+    arm and language, or the explicit grid."""
     if spec.search_alg == "grid":
         return BasicVariantGenerator(max_concurrent=spec.max_concurrent)  # over param_space's grid_search
+    if spec.tune:
+        return arm_search.ArmSearch(spec)
     # Pairs in language-minor order: consecutive (so concurrent) trials are different languages.
     pairs = [{"adapt.method": m, "adapt.language": lang} for m, lang in itertools.product(spec.methods, spec.languages)]
     seed = spec.bases[spec.methods[0]]["seed"]
-    multi = spec.search_alg == "optuna-multi"
+    metric, mode = arm_search.objective(spec)
     return OptunaSearch(
         functools.partial(define_space, spec=spec),  # a partial pickles (Tune saves searcher state); a closure does not
-        metric=["accuracy", "flops"] if multi else "accuracy",
-        mode=["max", "min"] if multi else "max",
+        metric=metric, mode=mode,
         points_to_evaluate=pairs,
         sampler=optuna.samplers.TPESampler(seed=seed),
     )
+
+
+def format_values(values: dict) -> str:
+    """'lr=0.001 depth=2': searched values with short names, for one line of a terminal."""
+    return " ".join(f"{k.removeprefix('adapt.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('adapt.')}={v}"
+                    for k, v in values.items())
 
 
 class Progress(tune.Callback):
@@ -63,8 +65,7 @@ class Progress(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         config, result = trial.config.get("point", trial.config), trial.last_result
-        values = " ".join(f"{k.removeprefix('adapt.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('adapt.')}={v}"
-                          for k, v in config.items() if k not in ("adapt.method", "adapt.language", VARIANT))
+        values = format_values({k: v for k, v in config.items() if k not in ("adapt.method", "adapt.language", VARIANT)})
         print(f"trial {config['adapt.method']:<9} {config['adapt.language']:<5} {values}: accuracy "
               f"{result.get('accuracy', float('nan')):.3f} at {result.get('flops', 0):.3g} FLOPs, "
               f"{result.get('time_total_s', 0):.1f} s", flush=True)
@@ -84,7 +85,9 @@ def trainable(spec: Spec, cache_dir: str, storage_path: str, sweep: SweepRun | N
 def build(spec: Spec, name: str, cache_dir: str, storage_path: str, sweep: SweepRun | None = None) -> tune.Tuner:
     """A fresh Tuner for the spec (run it with .fit())."""
     scheduler = None
-    if spec.asha:
+    if spec.asha and spec.tune:
+        scheduler = arm_search.ArmASHA(spec.asha)
+    elif spec.asha:
         a = spec.asha
         scheduler = ASHAScheduler(time_attr=a["time_attr"], metric="accuracy", mode="max", max_t=a["max_t"],
                                   grace_period=a["grace_period"], reduction_factor=a["reduction_factor"])
