@@ -131,7 +131,7 @@ def totals(summary: pd.DataFrame) -> list[str]:
                      f"one-off {_flops(row['one_off_flops'])} + adaptation = {_flops(row['total_flops'])} FLOPs "
                      f"against {row['baseline']}'s {_flops(row['baseline_total_flops'])} "
                      f"(total {_number(row['total_ratio'])}x); break-even after {_number(row['break_even_languages'])} languages"
-                     + (f"; compute_to_match pooled over them (stratified by language) "
+                     + ("; compute_to_match pooled over them (stratified by language) "
                         + _times(row["pooled_ratio"], row["pooled_lo"], row["pooled_hi"], row["pooled_censored"])
                         if row["languages"] > 1 else ""))
     return lines

@@ -254,7 +254,8 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
         return {**task.evaluate(model, dev, tokenizer, precision=cfg["precision"]), **{f"test_{k}": v for k, v in on_test.items()}}
 
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
-    stats = train(body, lambda b: mlm_loss(body, b), mlm_batches(blocks, tokenizer, a["batch_size"], seed, rank, world, device(), a["mask_rate"]),
+    batches = mlm_batches(blocks, tokenizer, a["batch_size"], seed, rank, world, device(), a["mask_rate"])
+    stats = train(body, lambda b: mlm_loss(body, b), batches,
                   steps=a["steps"], lr=a["lr"], warmup=a["warmup"], evaluate=zero_shot,
                   eval_every=a["eval_every"], on_eval=report, checkpoint_dir=out / "checkpoint",
                   checkpoint_every=a["eval_every"], desc=f"adapt {lang} {a['method']}", precision=cfg["precision"])
