@@ -20,7 +20,7 @@ from requests.exceptions import RequestException
 from minimodel import checks, frontier, frontier_report, pipeline
 from minimodel.plan import Spec
 from minimodel.spec import SpecError
-from trainables import stages, tracking, trial, tuner
+from trainables import logs, mlflow_view, stages, tracking, trial, tuner
 
 MIN_FREE_BYTES = 2**30  # below this a sweep would fail mid-way on its first model or checkpoint
 
@@ -95,14 +95,13 @@ def _run(spec: Spec, resume: bool) -> int:
     started = not ray.is_initialized()
     if started:
         # RAY_ADDRESS (set by `ray job submit`, or by hand) joins a running cluster; else a local one starts.
-        # Training bars reach the driver through Ray's tqdm (trainables/progress.py); transformers' notices do not.
-        # Ray Train re-sends a worker's print() through its logger as well as to stdout (every line twice).
-        ray.init(logging_level="WARNING", runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error",
-                                                                    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+        # Training bars reach the driver through Ray's tqdm (trainables/progress.py); what else does, trainables/logs.py.
+        ray.init(logging_level="INFO" if logs.verbose() else "WARNING", runtime_env={"env_vars": logs.worker_env()})
     try:  # what the cluster offers, checked before any MLflow run or Train job exists
         checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
         sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
                                      {"storage": spec.storage, "search_alg": spec.search_alg}, resume)
+        mlflow_view.save_view(sweep, f"{spec.name}: trials by language", spec.languages)
         client = sweep.client()
         previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
     except BaseException:
@@ -118,6 +117,7 @@ def _run(spec: Spec, resume: bool) -> int:
         for record in records:
             print(stages.summary_line(record))
         t1 = time.time()
+        logs.quiet_optuna()
         if previous and tune.Tuner.can_restore(previous):
             experiment = tuner.restore(previous, spec, cache_dir, storage_path, sweep)
         else:
@@ -185,7 +185,10 @@ def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str 
                     tolerance: float = frontier.MATCH_TOLERANCE) -> None:
     """Write the frontier's files, log them to the sweep's run and print its table."""
     summary, files = frontier_report.write(table, out_dir, tolerance)
-    tracking.log_artifacts(sweep, files, folder=_tolerance_folder(tolerance))
+    folder = _tolerance_folder(tolerance)
+    tracking.log_artifacts(sweep, files, folder=folder)
+    if folder is None:  # the sweep's own tolerance
+        mlflow_view.describe_sweep(sweep, frontier_report.format_markdown(summary), files[2])
     if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
         print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
     print(frontier_report.format_table(summary))
