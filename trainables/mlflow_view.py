@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlflow.utils.validation import MAX_EXPERIMENT_TAG_VAL_LENGTH
+
 if TYPE_CHECKING:  # tracking logs language_metric: no import cycle at run time
     from trainables.tracking import SweepRun
 
@@ -54,10 +56,15 @@ def view_state(sweep: SweepRun, languages: list[str]) -> dict:
 
 
 def save_view(sweep: SweepRun, name: str, languages: list[str]) -> str:
-    """Save the sweep's view in its experiment (replacing an earlier one of the same sweep); its key."""
+    """Save the sweep's view in its experiment (replacing an earlier one of the same sweep); its key.
+    A chart costs about 600 characters of the tag's 20000: past some 30 languages the first that fit
+    get one (the others' trials are still listed, and their metric can be charted by hand)."""
     now = int(time.time() * 1000)
-    state = json.dumps(view_state(sweep, languages))
-    value = json.dumps({"name": name, "createdAt": now, "updatedAt": now, "state": state})
+    for count in range(len(languages), -1, -1):
+        state = json.dumps(view_state(sweep, languages[:count]))
+        value = json.dumps({"name": name, "createdAt": now, "updatedAt": now, "state": state})
+        if len(value) <= MAX_EXPERIMENT_TAG_VAL_LENGTH:
+            break
     sweep.client().set_experiment_tag(sweep.experiment_id, VIEW_TAG + sweep.run_id, value)
     return sweep.run_id
 
