@@ -12,8 +12,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Ray folds lines that differ only in numbers from several processes into one "[repeated Nx]" line:
-# every trial's evaluation lines and every stage's start must reach `ray job logs` as they are.
-os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"step \d+/\d+: dev accuracy|^stage \S+ \S+: computing")
+# every trial's evaluation lines and every stage's start and end must reach `ray job logs` as they are.
+os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"step \d+/\d+: dev accuracy|^stage \S+ \S+: (computing|done)")
 
 from minimodel.checks import check_resources, machine_resources  # noqa: E402
 from minimodel.data import DataError  # noqa: E402
@@ -122,6 +122,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     """The whole sweep on Ray: shared stages, Tune trials, MLflow runs, the frontier table."""
     spec = load_spec(args.spec, args.set)
+    from trainables import logs
+
+    logs.quiet_driver(args.verbose)  # before Ray is imported
     from trainables.sweep import run
 
     sys.exit(run(spec, resume=args.resume))
@@ -168,11 +171,12 @@ def cmd_ui(args: argparse.Namespace) -> None:
     if uri.startswith(("http://", "https://")):
         print(f"the tracking server is already a UI: {uri}")
         return
-    from mlflow.tracking import MlflowClient
+    from trainables import mlflow_view, tracking
 
-    # The experiment's training-runs view: MLflow 3 otherwise opens on its GenAI overview.
-    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(spec.name)
-    where = f"{address}/#/experiments/{found.experiment_id}/runs" if found else address
+    try:  # the latest sweep's trials and charts (MLflow 3 otherwise opens on its GenAI overview)
+        where = mlflow_view.url(address, tracking.latest_sweep(uri, spec.name))
+    except tracking.TrackingError:  # no sweep yet
+        where = address
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
                "--workers", "1"]
@@ -201,6 +205,8 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("spec", help="sweep YAML")
     sweep.add_argument("--set", **overrides)
     sweep.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this sweep")
+    sweep.add_argument("--verbose", action="store_true",
+                       help="also print Ray's own INFO lines and known-harmless notices (kept in Ray's log files anyway)")
     sweep.set_defaults(run=cmd_sweep)
 
     confirm = sub.add_parser("confirm", help="run a tuning sweep's chosen config per arm on fresh seeds, print the frontier")

@@ -4,6 +4,7 @@ frontier.py computes (which config, which target, what ratio); this module only 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -233,23 +234,38 @@ def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None
     return path
 
 
-def write(table: pd.DataFrame, out_dir: str | Path,
-          tolerance: float = frontier.MATCH_TOLERANCE) -> tuple[pd.DataFrame, list[Path]]:
+@dataclass
+class FrontierFiles:
+    """What one frontier wrote: its summary table, and its files (the plot among them)."""
+
+    summary: pd.DataFrame
+    csv: Path
+    markdown: Path
+    plot: Path
+    points: Path
+    curves: Path
+    evaluations: Path
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.csv, self.markdown, self.plot, self.points, self.curves, self.evaluations]
+
+
+def write(table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier.MATCH_TOLERANCE) -> FrontierFiles:
     """Summary (CSV and markdown), plot, Pareto points, mean curves and every counted evaluation
-    (evaluations.csv: what `minimodel frontier --points` recomputes all of it from) into out_dir;
-    files[2] is the plot."""
+    (evaluations.csv: what `minimodel frontier --points` recomputes all of it from) into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = frontier.summary(table, tolerance)
-    files = [out / "frontier.csv", out / "frontier.md", out / "frontier.png", out / "frontier_points.csv",
-             out / "frontier_curves.csv", out / "evaluations.csv"]
-    result.to_csv(files[0], index=False)
-    files[1].write_text(format_markdown(result))
-    plot(table, files[2], result)
-    frontier.frontiers(table).to_csv(files[3], index=False)
-    frontier.curves(table).to_csv(files[4], index=False)
-    frontier.evaluations(table).to_csv(files[5], index=False)
-    return result, files
+    files = FrontierFiles(result, out / "frontier.csv", out / "frontier.md", out / "frontier.png",
+                          out / "frontier_points.csv", out / "frontier_curves.csv", out / "evaluations.csv")
+    result.to_csv(files.csv, index=False)
+    files.markdown.write_text(format_markdown(result))
+    plot(table, files.plot, result)
+    frontier.frontiers(table).to_csv(files.points, index=False)
+    frontier.curves(table).to_csv(files.curves, index=False)
+    frontier.evaluations(table).to_csv(files.evaluations, index=False)
+    return files
 
 
 def tolerance_folder(tolerance: float) -> str | None:
@@ -257,14 +273,14 @@ def tolerance_folder(tolerance: float) -> str | None:
     return None if tolerance == frontier.MATCH_TOLERANCE else f"tolerance-{tolerance:g}"
 
 
-def report(table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier.MATCH_TOLERANCE) -> list[Path]:
+def report(table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier.MATCH_TOLERANCE) -> FrontierFiles:
     """Write the frontier's files and print its table: what the sweep, `minimodel frontier` and
     `minimodel frontier --points` show."""
-    summary, files = write(table, out_dir, tolerance)
+    files = write(table, out_dir, tolerance)
     if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
         print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
-    print(format_table(summary))
-    print(f"frontier plot: {files[2]}")
+    print(format_table(files.summary))
+    print(f"frontier plot: {files.plot}")
     return files
 
 

@@ -307,7 +307,8 @@ def sweep_table() -> pd.DataFrame:
 
 def test_write_and_plot(tmp_path):
     table = sweep_table()
-    result, files = frontier_report.write(table, tmp_path / "out")
+    written = frontier_report.write(table, tmp_path / "out")
+    result, files = written.summary, written.paths
     assert [f.name for f in files] == ["frontier.csv", "frontier.md", "frontier.png", "frontier_points.csv",
                                        "frontier_curves.csv", "evaluations.csv"]
     assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ import torch
 from ray.train.torch import TorchTrainer
 
 from minimodel import pipeline
-from trainables import progress, tracking
+from trainables import logs, progress, tracking
 
 
 def stage_run(name: str, cfg: dict) -> tuple[dict[str, str], dict[str, object]]:
@@ -65,10 +65,13 @@ def _stage_worker(config: dict) -> None:
     """train_loop_per_worker: every rank trains its shard of each stage; rank 0 writes the cache."""
     torch.set_num_threads(config["threads"])
     progress.use_ray_bars()
-    for name, _, cfg in config["todo"]:
-        if ray.train.get_context().get_world_rank() == 0:
-            print(f"stage {name} {pipeline.stage_keys(cfg)[name]}: computing", flush=True)
+    first = ray.train.get_context().get_world_rank() == 0
+    for name, key, cfg in config["todo"]:
+        if first:
+            print(f"stage {name} {key}: computing", flush=True)
         stats = pipeline.run_stage(name, cfg, config["cache_dir"])
+        if first:
+            print(f"stage {name} {key}: done in {stats['wall_s']:.0f} s", flush=True)
         ray.train.report({"stage": name, "flops": stats["flops"], "wall_s": stats["wall_s"]})
 
 
@@ -97,7 +100,8 @@ def run_stages(configs: list[dict], cache_dir: str, scaling: dict, storage_path:
                                                    resources_per_worker=per_worker),
             # A Train run whose name was used before resumes that run: names must be unique.
             run_config=ray.train.RunConfig(name=f"{job_name}-stages-{uuid.uuid4().hex[:8]}",
-                                           storage_path=storage_path),
+                                           storage_path=storage_path,
+                                           logging_config=ray.train.LoggingConfig(logs.train_level())),
         )
         trainer.fit()
     done = {key for _, key, _ in todo}

@@ -20,7 +20,7 @@ from requests.exceptions import RequestException
 from minimodel import checks, frontier, frontier_report, pipeline
 from minimodel.plan import Spec
 from minimodel.spec import SpecError
-from trainables import stages, tracking, trial, tuner, tuning
+from trainables import logs, mlflow_view, stages, tracking, trial, tuner, tuning
 
 MIN_FREE_BYTES = 2**30  # below this a sweep would fail mid-way on its first model or checkpoint
 
@@ -96,14 +96,13 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
     started = not ray.is_initialized()
     if started:
         # RAY_ADDRESS (set by `ray job submit`, or by hand) joins a running cluster; else a local one starts.
-        # Training bars reach the driver through Ray's tqdm (trainables/progress.py); transformers' notices do not.
-        # Ray Train re-sends a worker's print() through its logger as well as to stdout (every line twice).
-        ray.init(logging_level="WARNING", runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error",
-                                                                    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+        # Training bars reach the driver through Ray's tqdm (trainables/progress.py); what else does, trainables/logs.py.
+        ray.init(logging_level="INFO" if logs.verbose() else "WARNING", runtime_env={"env_vars": logs.worker_env()})
     try:  # what the cluster offers, checked before any MLflow run or Train job exists
         checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
         sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
                                      {"storage": spec.storage, "search_alg": spec.search_alg, **tags}, resume)
+        mlflow_view.save_view(sweep, f"{spec.name}: trials by language", spec.languages)
         client = sweep.client()
         previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
     except BaseException:
@@ -119,6 +118,7 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
         for record in records:
             print(stages.summary_line(record))
         t1 = time.time()
+        logs.quiet_optuna()
         if previous and tune.Tuner.can_restore(previous):
             experiment = tuner.restore(previous, spec, cache_dir, storage_path, sweep)
         else:
@@ -182,4 +182,7 @@ def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str 
                     tolerance: float = frontier.MATCH_TOLERANCE) -> None:
     """Write the frontier's files (evaluations.csv among them), log them to the sweep's run and print its table."""
     files = frontier_report.report(table, out_dir, tolerance)
-    tracking.log_artifacts(sweep, files, folder=frontier_report.tolerance_folder(tolerance))
+    folder = frontier_report.tolerance_folder(tolerance)
+    tracking.log_artifacts(sweep, files.paths, folder=folder)
+    if folder is None:  # the sweep's own tolerance
+        mlflow_view.describe_sweep(sweep, frontier_report.format_markdown(files.summary), files.plot)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from minimodel.config import flatten
 from minimodel.errors import UserError
+from trainables import mlflow_view
 
 POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
 FINAL_METRICS = ("english_accuracy", "english_macro_f1", "english_exact_match", "majority_accuracy", "one_off_flops", "dev_items",
@@ -135,14 +136,16 @@ def compute_step(flops: float) -> int:
     return int(round(flops / STEP_UNIT))
 
 
-def log_point(sweep: SweepRun, run_id: str, point: dict) -> None:
-    """One evaluation point of a trial's curve, at step = its GFLOPs (the training step as train_step).
+def log_point(sweep: SweepRun, run_id: str, point: dict, language: str | None = None) -> None:
+    """One evaluation point of a trial's curve, at step = its GFLOPs (the training step as train_step;
+    with the trial's language, the accuracy also under that language's UI chart metric).
     Points closer than one GFLOP (toy models) get consecutive steps, so none overwrites another."""
     step = compute_step(point["flops"])
     if point["step"]:
         earlier = sweep.client().get_metric_history(run_id, "train_step")
         step = max([step, *(m.step + 1 for m in earlier if m.value < point["step"])])
-    log_metrics(sweep, run_id, {**{k: v for k, v in point.items() if k != "step"}, "train_step": point["step"]}, step)
+    chart = {mlflow_view.language_metric(language): point["accuracy"]} if language and "accuracy" in point else {}
+    log_metrics(sweep, run_id, {**{k: v for k, v in point.items() if k != "step"}, "train_step": point["step"], **chart}, step)
 
 
 def log_trial(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str, object], final: dict) -> str:
@@ -150,7 +153,7 @@ def log_trial(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str
     partial run of it: how results kept while the tracking store was away reach it."""
     run_id = start_child(sweep, name, tags, params)
     for point in final["curve"]:
-        log_point(sweep, run_id, point)
+        log_point(sweep, run_id, point, tags.get("language"))
     log_metrics(sweep, run_id, {k: final[k] for k in FINAL_METRICS if k in final}, compute_step(final["flops"]))
     end_run(sweep, run_id)
     return run_id
@@ -215,12 +218,10 @@ def _once_each(runs: list) -> list:
 
 
 def ui_hint(sweep: SweepRun) -> str:
-    """Where to look at the sweep in the MLflow UI."""
-    # /runs opens the training-runs table (MLflow 3 otherwise lands on its GenAI overview, docs/STACK.md)
+    """Where to look at the sweep in the MLflow UI: its saved view (trainables/mlflow_view.py)."""
     if sweep.tracking_uri.startswith(("http://", "https://")):
-        return f"{sweep.tracking_uri.rstrip('/')}/#/experiments/{sweep.experiment_id}/runs"
-    return (f"`minimodel ui SPEC`, then http://127.0.0.1:5000/#/experiments/{sweep.experiment_id}/runs "
-            "(charts: x-axis Step = adaptation GFLOPs)")
+        return mlflow_view.url(sweep.tracking_uri, sweep)
+    return f"`minimodel ui SPEC`, then {mlflow_view.url('http://127.0.0.1:5000', sweep)}"
 
 
 def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset(),

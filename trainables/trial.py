@@ -23,7 +23,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from minimodel import arms, cache, pipeline
 from minimodel.config import flatten, short_values
 from minimodel.plan import Spec
-from trainables import progress, tracking
+from trainables import logs, progress, tracking
 
 
 VARIANT = "variant"  # Optuna's draw between a method and an arm added as a form of it (tuner.define_space)
@@ -92,7 +92,7 @@ def reporter(book: Logbook, emit: Callable[[dict], None], last_step: int, label:
     def report(point: dict) -> None:
         print(f"{label} step {point['step']}/{last_step}: dev accuracy {point.get('accuracy', float('nan')):.3f}, "
               f"{point.get('flops', 0):.3g} FLOPs", flush=True)
-        book.write(tracking.log_point, book.sweep, book.run_id, numbers(point))
+        book.write(tracking.log_point, book.sweep, book.run_id, numbers(point), book.tags.get("language"))
         if not book.broken:
             book.logged.add(point["step"])
         if point["step"] != last_step:
@@ -107,7 +107,7 @@ def finish(book: Logbook, final: dict, emit: Callable[[dict], None]) -> None:
     if book.sweep and not book.broken:
         for point in final["curve"]:
             if point["step"] not in book.logged:
-                book.write(tracking.log_point, book.sweep, book.run_id, numbers(point))
+                book.write(tracking.log_point, book.sweep, book.run_id, numbers(point), book.tags.get("language"))
         book.write(tracking.log_metrics, book.sweep, book.run_id, {k: final[k] for k in tracking.FINAL_METRICS if k in final},
                    tracking.compute_step(final["flops"]))
         book.write(tracking.end_run, book.sweep, book.run_id)
@@ -180,7 +180,8 @@ def adapt(config: dict, spec: Spec, cache_dir: str, storage_path: str, sweep: tr
             scaling_config=ray.train.ScalingConfig(num_workers=res["workers"], use_gpu=bool(res["gpus_per_worker"]),
                                                    resources_per_worker=per_worker),
             run_config=ray.train.RunConfig(name=f"{spec.name}-trial-{trial_id}-{uuid.uuid4().hex[:6]}",
-                                           storage_path=storage_path, callbacks=[TuneReportCallback()]),
+                                           storage_path=storage_path, callbacks=[TuneReportCallback()],
+                                           logging_config=ray.train.LoggingConfig(logs.train_level())),
         )
         trainer.fit()
     else:
