@@ -1,6 +1,6 @@
 """Tokens/s of one adaptation (embedding relearning) run as a 1- and a 2-worker Ray TorchTrainer (gloo).
 
-Each worker runs minimodel.train.train on the MiniLM cut to depth 2 with its own shard of the batches
+Each worker runs minimodel.method.train.train on the MiniLM cut to depth 2 with its own shard of the batches
 (mlm_batches rank/world, as pipeline._adapt does); gradients of the embeddings and output bias are
 all-reduced every step. Step time is the median gap of rank 0's steps after 2 warm-ups (bench/steps.py);
 the job's tokens per step are world x batch x seq. DDP efficiency = tokens/s(N workers) / (N x tokens/s
@@ -20,10 +20,10 @@ import torch
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from minimodel import models
-from minimodel.embeddings import only_embeddings_trainable
-from minimodel.mlm import mlm_batches, mlm_loss
-from minimodel.train import distributed
+from minimodel.method import models
+from minimodel.method.embeddings import only_embeddings_trainable
+from minimodel.method.mlm import mlm_batches, mlm_loss
+from minimodel.method.train import distributed
 
 
 def loop(config: dict) -> None:

@@ -1,6 +1,6 @@
 """GPU checks of the relearning step, in one process (bench/gpu_check.sh runs it; a tiny CPU smoke path too).
 
-1. No host sync inside a training step: minimodel.train.train runs relearning steps with batches built
+1. No host sync inside a training step: minimodel.method.train.train runs relearning steps with batches built
    on the device (mlm_batches device=) under torch.cuda.set_sync_debug_mode("error") from the third
    step to the one before the last (the last settles the loss and the compute, a sync by design).
 2. Step time follows FLOPs: the full model's masked-only relearning step versus depth 4, 2, 1.
@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from steps import loop_ms
-from minimodel import models
-from minimodel.embeddings import only_embeddings_trainable
-from minimodel.mlm import mlm_batches, mlm_loss
-from minimodel.precision import autocast
+from minimodel.method import models
+from minimodel.method.embeddings import only_embeddings_trainable
+from minimodel.method.mlm import mlm_batches, mlm_loss
+from minimodel.method.precision import autocast
 
 # Dense bf16 peak TFLOP/s (no sparsity) from the vendors' data sheets, by a substring of the device name.
 PEAK_BF16 = {"H200": 989, "H100 SXM": 989, "H100 80GB HBM3": 989, "H100 NVL": 835, "H100 PCIe": 756,

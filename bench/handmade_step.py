@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from minimodel import models
+from minimodel.method import models
 
 
 def handmade_step(model, batch: dict, lr: float = 1e-4) -> Callable[[], torch.Tensor]:
@@ -43,7 +43,7 @@ def depth_model(depth: int, threads: int):
 
 
 def main() -> None:
-    from minimodel.mlm import mlm_batches
+    from minimodel.method.mlm import mlm_batches
     from steps import median_ms
 
     ap = argparse.ArgumentParser()

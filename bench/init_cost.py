@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from minimodel import data, pipeline
-from minimodel.config import trial_config
-from minimodel.models import load_mlm
-from minimodel.vocab import train_tokenizer
+from minimodel.text import data
+from minimodel.experiment import pipeline
+from minimodel.experiment.config import trial_config
+from minimodel.method.models import load_mlm
+from minimodel.text.vocab import train_tokenizer
 
 
 def main() -> None:

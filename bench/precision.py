@@ -2,7 +2,7 @@
 
 Three kinds of work: (a) an embedding-relearning step through the whole frozen model (word embeddings
 and output bias trainable, masked-only logits), (b) a whole-model training step, both as steps of the
-real loop (minimodel.train.train, bench/steps.py), (c) a forward-only classification eval batch through
+real loop (minimodel.method.train.train, bench/steps.py), (c) a forward-only classification eval batch through
 tasks.evaluate. Milliseconds are the median of repeated steps after warm-ups (the first counts the
 FLOPs); weights stay fp32 in both settings.
 
@@ -16,11 +16,11 @@ from typing import Callable
 
 import torch
 
-from minimodel import tasks
-from minimodel.compute import count_flops
-from minimodel.embeddings import only_embeddings_trainable
-from minimodel.mlm import mlm_batches, mlm_loss
-from minimodel.models import load_mlm, trainable
+from minimodel.text import tasks
+from minimodel.method.compute import count_flops
+from minimodel.method.embeddings import only_embeddings_trainable
+from minimodel.method.mlm import mlm_batches, mlm_loss
+from minimodel.method.models import load_mlm, trainable
 from steps import loop_ms, median_ms
 
 WARMUPS = 2

@@ -1,6 +1,6 @@
 """Per-step cost of embedding relearning: the full model versus depth-k mini-models, in the real loop.
 
-Each row runs minimodel.train.train on a relearning body (word embeddings and output bias trainable,
+Each row runs minimodel.method.train.train on a relearning body (word embeddings and output bias trainable,
 masked-only logits) and times its steps (bench/steps.py): batch construction, forward, backward, the
 fused AdamW update, the schedule. FLOPs are counted by torch on the first step. The first row, logits
 at every position, is the textbook recipe; the target (issue 8) is that depth k runs as much faster
@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from steps import loop_ms
-from minimodel import models
-from minimodel.embeddings import only_embeddings_trainable
-from minimodel.mlm import mlm_batches, mlm_loss
+from minimodel.method import models
+from minimodel.method.embeddings import only_embeddings_trainable
+from minimodel.method.mlm import mlm_batches, mlm_loss
 
 
 def all_positions_loss(model, batch) -> torch.Tensor:

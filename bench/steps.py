@@ -1,6 +1,6 @@
 """Timing helpers shared by the bench scripts: the real training loop's step time, and a median.
 
-The relearning step is timed inside minimodel.train.train itself (batch construction, forward,
+The relearning step is timed inside minimodel.method.train.train itself (batch construction, forward,
 backward, fused AdamW, schedule): the interval between two consecutive batch requests is one whole step.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from minimodel.train import train
+from minimodel.method.train import train
 
 
 def loop_ms(model, loss_fn: Callable[[dict], torch.Tensor], batch_at: Callable[[int], dict], steps: int,

@@ -2,7 +2,7 @@
 
 The bundled MiniLM cut to depth 2, batch 32x128, the same threads. First both losses on the same batch
 (dropout off): fp32 must agree within 1e-5, bf16 is reported. Then step times: the hand-made step in
-fp32, ours (minimodel.train.train: masked-only logits, static shapes, fused AdamW) in fp32 and bf16,
+fp32, ours (minimodel.method.train.train: masked-only logits, static shapes, fused AdamW) in fp32 and bf16,
 interleaved in rounds (each a median of --repeats steps) so that the machine's drifting speed (a
 shared cloud VM: 30% between runs) falls on all three alike; the speed-up is the median over rounds.
 Targets (issue 8): ours fp32 >= 4x the hand-made fp32; ours bf16 >= 6x it.
@@ -18,9 +18,9 @@ import statistics
 import torch
 
 from handmade_step import depth_model, handmade_step
-from minimodel.embeddings import only_embeddings_trainable
-from minimodel.mlm import mlm_batches, mlm_loss
-from minimodel.precision import autocast
+from minimodel.method.embeddings import only_embeddings_trainable
+from minimodel.method.mlm import mlm_batches, mlm_loss
+from minimodel.method.precision import autocast
 from steps import loop_ms, median_ms
 
 

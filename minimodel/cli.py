@@ -15,10 +15,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # every trial's evaluation lines and every stage's start and end must reach `ray job logs` as they are.
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"step \d+/\d+: dev accuracy|^stage \S+ \S+: (computing|done)")
 
-from minimodel.checks import check_resources, machine_resources  # noqa: E402
-from minimodel.data import DataError  # noqa: E402
+from minimodel.experiment.checks import check_resources, machine_resources  # noqa: E402
+from minimodel.text.data import DataError  # noqa: E402
 from minimodel.errors import UserError  # noqa: E402
-from minimodel.spec import SpecError, load_spec  # noqa: E402
+from minimodel.experiment.spec import SpecError, load_spec  # noqa: E402
 
 # Bad input of any kind: one line naming the culprit, exit 2, no traceback.
 USER_ERRORS = (UserError, FileNotFoundError)
@@ -26,7 +26,7 @@ USER_ERRORS = (UserError, FileNotFoundError)
 
 def cmd_trial(args: argparse.Namespace) -> None:
     """One trial in this process, without Ray: shared stages (cached), then the adaptation."""
-    from minimodel.pipeline import run_trial
+    from minimodel.experiment.pipeline import run_trial
 
     spec = load_spec(args.spec, args.set)
     method = args.method or spec.methods[0]
@@ -60,7 +60,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     The trial is the spec's (method, language) as `minimodel trial` runs it, or one from MLflow:
     `--trial ID` (a Tune trial id or MLflow run id), `--best` (best final dev accuracy for the language)."""
-    from minimodel import arms, export
+    from minimodel.experiment import arms, export
 
     spec = load_spec(args.spec, args.set)
     if args.language not in spec.languages:
@@ -91,7 +91,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Classify texts or answer questions with an exported folder; JSONL out (stdin JSONL without TEXTs)."""
-    from minimodel.export import predict
+    from minimodel.experiment.export import predict
 
     if args.texts:
         rows = [{"question": t, "context": args.context} if args.context is not None else {"text": t} for t in args.texts]
@@ -109,7 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Check a spec completely (keys, types, ranges, files, languages, depths) and say what it runs."""
-    from minimodel.plan import summary
+    from minimodel.experiment.plan import summary
 
     spec = load_spec(args.spec, args.set)
     if not os.environ.get("RAY_ADDRESS"):  # bound for a cluster: `minimodel sweep` checks it once Ray is up
@@ -143,7 +143,7 @@ def cmd_frontier(args: argparse.Namespace) -> None:
     if not 0 <= args.tolerance < 1:
         raise SpecError(f"--tolerance {args.tolerance:g}: an accuracy difference, at least 0 and below 1 (0.01 is one point)")
     if args.points:
-        from minimodel import frontier_report
+        from minimodel.experiment import frontier_report
 
         if args.spec or args.experiment or args.run_id:
             raise SpecError("frontier --points: reads everything from the file; give no SPEC, --experiment or --run-id")

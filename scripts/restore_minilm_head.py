@@ -25,10 +25,10 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minimodel import data  # noqa: E402
-from minimodel.mlm import mlm_batches, mlm_eval, mlm_loss, pack  # noqa: E402
-from minimodel.models import layers, load_mlm, mlm_head, trainable  # noqa: E402
-from minimodel.train import train  # noqa: E402
+from minimodel.text import data  # noqa: E402
+from minimodel.method.mlm import mlm_batches, mlm_eval, mlm_loss, pack  # noqa: E402
+from minimodel.method.models import layers, load_mlm, mlm_head, trainable  # noqa: E402
+from minimodel.method.train import train  # noqa: E402
 
 HELD_OUT = 64  # blocks kept out of training (the pipeline's source stage keeps out the same first blocks)
 

@@ -1,10 +1,10 @@
-"""Adding an arm is one entry in minimodel.arms.ARMS: the spec, the grid and the pipeline take it from there."""
+"""Adding an arm is one entry in minimodel.experiment.arms.ARMS: the spec, the grid and the pipeline take it from there."""
 from __future__ import annotations
 
 import pytest
 
-from minimodel import arms, pipeline
-from minimodel.spec import SpecError, validate
+from minimodel.experiment import arms, pipeline
+from minimodel.experiment.spec import SpecError, validate
 
 # A real question in one entry: is MiniJoint worth its joint pretraining against plain standard
 # adaptation (not against standard through the same joint model, its usual baseline)?

@@ -16,8 +16,8 @@ import ray
 import yaml
 
 from minimodel import cli
-from minimodel.checks import ResourceError, check_resources
-from minimodel.spec import load_spec
+from minimodel.experiment.checks import ResourceError, check_resources
+from minimodel.experiment.spec import load_spec
 from trainables.sweep import cluster_nodes
 
 TINY = {

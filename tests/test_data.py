@@ -9,8 +9,8 @@ from functools import cache
 
 import pytest
 
-from minimodel import data
-from minimodel.data import DataError, data_dir, languages, read_corpus, read_task
+from minimodel.text import data
+from minimodel.text.data import DataError, data_dir, languages, read_corpus, read_task
 
 BUNDLED = "bundled:ddtp-topic"
 
@@ -215,7 +215,7 @@ def test_missing_file_empty_split_and_unseen_label(tmp_path):
 
 
 def test_cipher_control_is_english_in_another_alphabet(toy_data):
-    from minimodel.cipher import encipher
+    from minimodel.text.cipher import encipher
 
     english, ciphered = (read_task(toy_data["task"], lang, "dev") for lang in ("en", "cipher-en"))
     assert [x["label"] for x in ciphered] == [x["label"] for x in english]
@@ -227,7 +227,7 @@ def test_cipher_control_is_english_in_another_alphabet(toy_data):
 
 
 def test_dev_sample_is_random_fixed_and_in_order():
-    from minimodel.data import sample
+    from minimodel.text.data import sample
 
     items = list(range(1000))
     picked = sample(items, 100)

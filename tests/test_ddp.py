@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from minimodel.train import train
+from minimodel.method.train import train
 
 VOCAB, BATCH, STEPS, WORLD = 50, 4, 3, 2
 

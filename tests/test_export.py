@@ -11,8 +11,10 @@ import sys
 import pytest
 import yaml
 
-from minimodel import cli, data, export, pipeline, qa
-from minimodel.spec import load_spec
+from minimodel import cli
+from minimodel.text import data, qa
+from minimodel.experiment import export, pipeline
+from minimodel.experiment.spec import load_spec
 from tests.synthetic_qa import write_qa
 
 pytestmark = pytest.mark.slow  # every test exports a finished trial of each kind
@@ -143,7 +145,7 @@ def test_export_of_an_unknown_language_or_trial_is_one_line(trials, capsys, tmp_
 
 def log_trial(uri: str, experiment: str, root, cfg: dict, key: str, accuracy: float) -> str:
     """A finished trial run as trainables/trial.py logs it: tags, the flattened config, its accuracy."""
-    from minimodel import arms
+    from minimodel.experiment import arms
     from trainables import tracking
 
     sweep = tracking.start_sweep(uri, experiment, str(root), {}, resume=True)

@@ -18,8 +18,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from minimodel import cache, cli, pipeline
-from minimodel.config import trial_config
+from minimodel.experiment import cache, pipeline
+from minimodel import cli
+from minimodel.experiment.config import trial_config
 
 
 def tiny_config(toy_data: dict) -> dict:

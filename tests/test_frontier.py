@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from minimodel import frontier, frontier_report
+from minimodel.experiment import frontier, frontier_report
 
 PLATEAU = [(3e14, 0.80), (4e14, 0.80), (5e14, 0.80)]  # a flat tail: a smoothed best of exactly 0.80
 

@@ -8,10 +8,11 @@ import copy
 import pytest
 import torch
 
-from minimodel import inits, pipeline
-from minimodel.config import trial_config
-from minimodel.spec import SpecError, validate
-from minimodel.vocab import shared_tokens, train_tokenizer
+from minimodel.experiment import inits
+from minimodel.experiment import pipeline
+from minimodel.experiment.config import trial_config
+from minimodel.experiment.spec import SpecError, validate
+from minimodel.text.vocab import shared_tokens, train_tokenizer
 from tests.synthetic import cipher
 from tests.test_method import tiny
 from tests.test_spec import raw  # noqa: F401 - the small valid spec fixture

@@ -10,14 +10,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
 
-from minimodel import models
-from minimodel.compute import count_flops
-from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
-from minimodel.joint import joint_loss
-from minimodel.mlm import masked_loss, mlm_batches, mlm_loss, pack
-from minimodel.post import minipost_model
-from minimodel.train import train
-from minimodel.vocab import shared_tokens, train_tokenizer
+from minimodel.method import models
+from minimodel.method.compute import count_flops
+from minimodel.method.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, splice
+from minimodel.method.joint import joint_loss
+from minimodel.method.mlm import masked_loss, mlm_batches, mlm_loss, pack
+from minimodel.method.post import minipost_model
+from minimodel.method.train import train
+from minimodel.text.vocab import shared_tokens, train_tokenizer
 from tests.synthetic import cipher, encipher
 
 FAMILIES = ["bert", "roberta", "xlm-roberta"]
@@ -185,7 +185,7 @@ def test_checkpoint_resume_continues_where_it_stopped(tmp_path, english_lines):
 def test_a_run_killed_while_saving_resumes_from_its_previous_checkpoint(tmp_path, english_lines, monkeypatch):
     """A kill in the middle of writing a checkpoint (here: the third save writes half its bytes and stops)
     leaves the previous checkpoint whole; the resumed run ends where an uninterrupted one does."""
-    import minimodel.train as train_module
+    import minimodel.method.train as train_module
     from safetensors.torch import save_file
 
     class Killed(Exception):

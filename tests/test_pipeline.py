@@ -13,9 +13,10 @@ import time
 import pytest
 import torch
 
-from minimodel import models, pipeline
-from minimodel.config import trial_config
-from minimodel.data import DataError
+from minimodel.method import models
+from minimodel.experiment import pipeline
+from minimodel.experiment.config import trial_config
+from minimodel.text.data import DataError
 from tests.toy_source import ASSET
 
 JOINT_STEPS = 600  # MiniJoint's second head, continued from the toy source

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from minimodel import models
-from minimodel.config import ConfigError, trial_config
-from minimodel.mlm import mlm_batches, mlm_eval, mlm_loss, pack
-from minimodel.precision import autocast, autocast_dtype, native_bf16_cpu
-from minimodel.train import train
+from minimodel.method import models
+from minimodel.experiment.config import ConfigError, trial_config
+from minimodel.method.mlm import mlm_batches, mlm_eval, mlm_loss, pack
+from minimodel.method.precision import autocast, autocast_dtype, native_bf16_cpu
+from minimodel.method.train import train
 
 
 def test_fp32_means_no_autocast_and_bf16_forces_it():

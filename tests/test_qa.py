@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from minimodel import data, pipeline, qa, qa_metric, tasks
-from minimodel.cipher import encipher
-from minimodel.config import trial_config
-from minimodel.data import DataError
-from minimodel.models import empty_tokenizer
-from minimodel.spec import load_spec
+from minimodel.text import data, qa, qa_metric, tasks
+from minimodel.experiment import pipeline
+from minimodel.text.cipher import encipher
+from minimodel.experiment.config import trial_config
+from minimodel.text.data import DataError
+from minimodel.method.models import empty_tokenizer
+from minimodel.experiment.spec import load_spec
 from tests.synthetic_qa import squad_json, write_qa
 
 

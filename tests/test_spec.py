@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minimodel import pipeline
-from minimodel.spec import SpecError, apply_override, load_spec, validate
+from minimodel.experiment import pipeline
+from minimodel.experiment.spec import SpecError, apply_override, load_spec, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune.search import Searcher
 
 from minimodel import cli
-from minimodel.spec import SpecError, validate
+from minimodel.experiment.spec import SpecError, validate
 from tests.test_sweep import ray_session, two_languages  # noqa: F401 (the module's Ray session fixture)
 from trainables import tuning
 from trainables.arm_search import ArmSearch, groups

@@ -20,7 +20,7 @@ DATA = {"seq_len": 32, "max_docs": 3000}
 
 def source_config(corpus: str) -> dict:
     """The scratch pretraining the asset comes from: fp32, so that it is the same on every CPU."""
-    from minimodel.config import trial_config
+    from minimodel.experiment.config import trial_config
 
     return trial_config({"precision": "fp32", "model": SCRATCH, "pretrain": PRETRAIN,
                          "data": {**DATA, "source_corpus": corpus, "target_corpus": corpus},
@@ -30,7 +30,7 @@ def source_config(corpus: str) -> dict:
 def build(out: Path) -> dict:
     """Pretrain the toy source on the synthetic English corpus and write it (model, tokenizer,
     source.json with its held-out masked accuracy) to `out`."""
-    from minimodel import pipeline
+    from minimodel.experiment import pipeline
     from tests.synthetic import write_language
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from minimodel.plan import Spec
+from minimodel.experiment.plan import Spec
 
 Group = tuple[str, str]  # (arm, language)
 

@@ -11,8 +11,8 @@ import dataclasses
 
 from mlflow.tracking import MlflowClient
 
-from minimodel.plan import Spec
-from minimodel.spec import SpecError
+from minimodel.experiment.plan import Spec
+from minimodel.experiment.spec import SpecError
 from trainables import sweep, tracking
 from trainables.tuning import typed
 

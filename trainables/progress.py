@@ -1,6 +1,6 @@
 """Training progress from Ray workers: live bars on the driver's terminal, and the step each loop reached.
 
-minimodel.train draws a tqdm bar per training loop. In a Ray worker a plain bar writes carriage
+minimodel.method.train draws a tqdm bar per training loop. In a Ray worker a plain bar writes carriage
 returns into a log that Ray forwards line by line, so it is replaced here by Ray's distributed tqdm:
 the driver draws one bar per running stage or trial, updated once a second. The same bar notes the
 last step a loop finished in a small file, at most once a second and at the loop's end (a file write
@@ -18,14 +18,14 @@ from typing import Iterable, Iterator
 
 from ray.experimental import tqdm_ray
 
-from minimodel import train
+from minimodel.method import train
 
 _record: Path | None = None
 NOTE_EVERY_S = 1.0
 
 
 class Bar:
-    """The part of tqdm's interface minimodel.train uses, drawn by the driver (TQDM_DISABLE=1: no bar)."""
+    """The part of tqdm's interface minimodel.method.train uses, drawn by the driver (TQDM_DISABLE=1: no bar)."""
 
     def __init__(self, iterable: Iterable[int], desc: str = "", initial: int = 0, total: int | None = None,
                  disable: bool = False, **_: object) -> None:

@@ -13,8 +13,8 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from minimodel import pipeline
-from minimodel.config import DEFAULTS, flatten, set_dotted, trial_config
+from minimodel.experiment import pipeline
+from minimodel.experiment.config import DEFAULTS, flatten, set_dotted, trial_config
 from trainables.tracking import TrackingError, latest_sweep
 
 

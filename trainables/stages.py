@@ -13,7 +13,7 @@ import ray.train
 import torch
 from ray.train.torch import TorchTrainer
 
-from minimodel import pipeline
+from minimodel.experiment import pipeline
 from trainables import logs, progress, tracking
 
 

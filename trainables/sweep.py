@@ -17,9 +17,9 @@ from mlflow.exceptions import MlflowException
 from ray import tune
 from requests.exceptions import RequestException
 
-from minimodel import checks, frontier, frontier_report, pipeline
-from minimodel.plan import Spec
-from minimodel.spec import SpecError
+from minimodel.experiment import checks, frontier, frontier_report, pipeline
+from minimodel.experiment.plan import Spec
+from minimodel.experiment.spec import SpecError
 from trainables import logs, mlflow_view, stages, tracking, trial, tuner, tuning
 
 MIN_FREE_BYTES = 2**30  # below this a sweep would fail mid-way on its first model or checkpoint

@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from minimodel.config import flatten
+from minimodel.experiment.config import flatten
 from minimodel.errors import UserError
 from trainables import mlflow_view
 

@@ -20,9 +20,9 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from minimodel import arms, cache, pipeline
-from minimodel.config import flatten, short_values
-from minimodel.plan import Spec
+from minimodel.experiment import arms, cache, pipeline
+from minimodel.experiment.config import flatten, short_values
+from minimodel.experiment.plan import Spec
 from trainables import logs, progress, tracking
 
 

@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from minimodel.plan import Spec
+from minimodel.experiment.plan import Spec
 from trainables import arm_search
 from trainables.trial import VARIANT, adapt
 from trainables.tracking import SweepRun

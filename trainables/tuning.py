@@ -20,8 +20,8 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from mlflow.entities import Param  # noqa: E402
 
-from minimodel import frontier  # noqa: E402
-from minimodel.plan import Spec  # noqa: E402
+from minimodel.experiment import frontier  # noqa: E402
+from minimodel.experiment.plan import Spec  # noqa: E402
 from trainables import tracking  # noqa: E402
 from trainables.arm_search import searched_keys  # noqa: E402
 from trainables.tuner import format_values  # noqa: E402

@@ -5,7 +5,7 @@ bf16, eager, without dropout and torch.compiled, and the top CUDA kernels of 3 e
 import sys, time, torch
 sys.path.insert(0, "bench")  # steps.loop_ms
 from steps import loop_ms
-from minimodel import models
+from minimodel.method import models
 from minimodel.mlm import mlm_batches, mlm_loss
 torch.backends.cuda.matmul.allow_tf32 = True
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,7 +1,7 @@
 """Downstream: fine-tune the full model on a source-language task with embeddings frozen, and
 zero-shot evaluation in a target language by swapping in its tokenizer and embeddings.
 
-This module is sequence classification (single sentences or pairs); minimodel.qa is extractive QA
+This module is sequence classification (single sentences or pairs); minimodel.text.qa is extractive QA
 with the same functions (FOLDER, METRICS, new_model, load, train_set, eval_set, evaluate, floor),
 so that the pipeline's stages serve both kinds of task.
 """
@@ -14,9 +14,9 @@ from typing import Callable
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
-from minimodel import data
-from minimodel.models import trainable
-from minimodel.precision import autocast
+from minimodel.text import data
+from minimodel.method.models import trainable
+from minimodel.method.precision import autocast
 
 FOLDER = "classifier"  # where the fine-tune stage saves the model
 METRICS = ("accuracy", "macro_f1")

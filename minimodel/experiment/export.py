@@ -16,10 +16,11 @@ from types import ModuleType
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
-from minimodel import arms, pipeline, qa, tasks
-from minimodel.data import DataError
-from minimodel.embeddings import splice
-from minimodel.models import ModelError
+from minimodel.experiment import arms, pipeline
+from minimodel.text import qa, tasks
+from minimodel.text.data import DataError
+from minimodel.method.embeddings import splice
+from minimodel.method.models import ModelError
 
 CLASSIFIER_USE = ['from transformers import pipeline', '', 'classify = pipeline("text-classification", model="THIS_FOLDER")',
                   'classify("some text")']

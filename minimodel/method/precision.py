@@ -11,7 +11,8 @@ from typing import ContextManager
 
 import torch
 
-from minimodel.config import PRECISIONS
+from minimodel.experiment.config import PRECISIONS
+
 
 
 def native_bf16_cpu() -> bool:

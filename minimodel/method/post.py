@@ -10,7 +10,7 @@ import copy
 import torch
 from transformers import PreTrainedModel
 
-from minimodel.models import layers, mini_model, new_head, trainable
+from minimodel.method.models import layers, mini_model, new_head, trainable
 
 
 def minipost_model(full: PreTrainedModel, depth: int, top_layers: int = 1, init: str = "copy",

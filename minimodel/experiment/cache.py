@@ -24,9 +24,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from minimodel.config import config_hash, file_sha256
-from minimodel.mlm import pack
-from minimodel.train import distributed
+from minimodel.experiment.config import config_hash, file_sha256
+from minimodel.method.mlm import pack
+from minimodel.method.train import distributed
 
 MANIFEST = "manifest.json"
 _verified: dict[Path, int] = {}  # entries checked in this process: manifest path -> its mtime_ns

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from minimodel.mlm import masked_loss
-from minimodel.models import mlm_head
+from minimodel.method.mlm import masked_loss
+from minimodel.method.models import mlm_head
 
 
 def joint_loss(model: PreTrainedModel, mini_head: nn.Module, depth: int, weight: float) -> Callable[[dict], torch.Tensor]:

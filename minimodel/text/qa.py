@@ -8,7 +8,7 @@ does not hold the whole answer. A prediction is the best start + end logit pair 
 start, at most MAX_ANSWER_TOKENS tokens, inside the context) over every window of a question; it is
 scored by qa_metric (MLQA's exact match and F1).
 
-The functions mirror minimodel.tasks (classification), so that the fine-tune and adapt stages serve
+The functions mirror minimodel.text.tasks (classification), so that the fine-tune and adapt stages serve
 both kinds of task: FOLDER, METRICS, new_model, load, train_set, eval_set, evaluate, floor.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
 
-from minimodel import data, qa_metric
-from minimodel.models import trainable
-from minimodel.precision import autocast
-from minimodel.tasks import collate
+from minimodel.text import data, qa_metric
+from minimodel.method.models import trainable
+from minimodel.method.precision import autocast
+from minimodel.text.tasks import collate
 
 FOLDER = "qa"  # where the fine-tune stage saves the model
 METRICS = ("accuracy", "exact_match")  # accuracy is token F1: the frontier's accuracy axis

@@ -29,7 +29,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from minimodel.config import file_sha256
+from minimodel.experiment.config import file_sha256
 from minimodel.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _with_restored_head(minilm: str) -> str:
 
 
 def _shipped_head() -> Path:
-    from minimodel.data import data_dir
+    from minimodel.text.data import data_dir
 
     return data_dir() / "minilm-l6-mlm" / "head.safetensors"
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from minimodel.models import layers, mlm_head
-from minimodel.precision import autocast
+from minimodel.method.models import layers, mlm_head
+from minimodel.method.precision import autocast
 
 
 def pack(token_lists: list[list[int]], seq_len: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from collections.abc import Collection, Iterator
 from glob import glob
 from pathlib import Path
 
-from minimodel import cipher
+from minimodel.text import cipher
 from minimodel.errors import UserError
 
 SPLITS = ("train", "dev", "test")

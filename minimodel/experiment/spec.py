@@ -1,5 +1,5 @@
 """The sweep spec: a YAML file that says what a sweep runs, checked completely before anything starts
-(minimodel.plan holds the validated Spec and the trials it runs).
+(minimodel.experiment.plan holds the validated Spec and the trials it runs).
 
 A spec names a partial trial config (merged onto config.DEFAULTS), per-method overrides, the target
 languages, a search space of dotted trial-config keys, the search algorithm and the resources.
@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
-from minimodel import arms, checks, cipher, data, inits
-from minimodel.config import DEFAULTS, RANGES, SOURCE_LANGUAGE, ConfigError, flatten, get_dotted, merge, retired, set_dotted
+from minimodel.experiment import arms, checks
+from minimodel.text import cipher, data
+from minimodel.experiment import inits
+from minimodel.experiment.config import DEFAULTS, RANGES, SOURCE_LANGUAGE, ConfigError, flatten, get_dotted, merge, retired, set_dotted
 from minimodel.errors import UserError
-from minimodel.models import ModelError, has_mlm_head
-from minimodel.plan import Spec
+from minimodel.method.models import ModelError, has_mlm_head
+from minimodel.experiment.plan import Spec
 
 SEARCH_ALGS = ("optuna-tpe", "optuna-multi", "grid")
 DIM_TYPES = ("int", "float", "loguniform", "choice")
@@ -340,7 +342,7 @@ def _check_source(key: str, source: str) -> None:
 
 def _check_data(spec: Spec) -> None:
     """Read what the sweep will read, as far as it is cheap: every split of a local or bundled task,
-    and each corpus until it is known to support the vocabulary asked of it (see minimodel.checks)."""
+    and each corpus until it is known to support the vocabulary asked of it (see minimodel.experiment.checks)."""
     done = set()
     for method, base in spec.bases.items():
         d, m = base["data"], base["model"]

@@ -1,5 +1,5 @@
 """Checks of what a spec points at outside its YAML: the model, the data files, and the resources a
-machine or Ray cluster can give. minimodel.spec checks the YAML itself and calls these.
+machine or Ray cluster can give. minimodel.experiment.spec checks the YAML itself and calls these.
 
 Every check is cheap, so `minimodel validate` stays a matter of seconds: a model is judged by its
 config.json and file names (no weights loaded), a corpus is read only until it is known to support the
@@ -13,10 +13,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from minimodel import cipher, data
-from minimodel.config import SOURCE_LANGUAGE
+from minimodel.text import cipher, data
+from minimodel.experiment.config import SOURCE_LANGUAGE
 from minimodel.errors import UserError
-from minimodel.models import FAMILIES, ModelError, resolve
+from minimodel.method.models import FAMILIES, ModelError, resolve
 
 # Files any of which makes a folder's tokenizer loadable by AutoTokenizer (fast, WordPiece, BPE, SentencePiece).
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")

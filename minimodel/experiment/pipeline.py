@@ -9,7 +9,7 @@
     adapt     the trial: relearn one language's embeddings through the full or mini-model,
               evaluating zero-shot on the way
 
-Each stage is an entry of minimodel.cache: published whole with checksums, rebuilt if damaged, built by
+Each stage is an entry of minimodel.experiment.cache: published whole with checksums, rebuilt if damaged, built by
 one process at a time, so an interrupted sweep recomputes nothing that finished. Under
 torch.distributed every rank trains and rank 0 writes.
 """
@@ -26,16 +26,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from minimodel import arms, data, inits, qa, tasks
-from minimodel.cache import build, cached_tokenizer, token_blocks, valid
-from minimodel.config import LIBRARY_INITS, SOURCE_LANGUAGE, config_hash, get_dotted
-from minimodel.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, shared_bias, splice
-from minimodel.joint import joint_loss
-from minimodel.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
-from minimodel.models import build_mlm, device, empty_tokenizer, fingerprint, load_mlm, mini_model, mlm_head, new_head, trainable
-from minimodel.post import minipost_model
-from minimodel.train import distributed, train
-from minimodel.vocab import canonical, shared_tokens, train_tokenizer
+from minimodel.experiment import arms
+from minimodel.text import data, qa, tasks
+from minimodel.experiment import inits
+from minimodel.experiment.cache import build, cached_tokenizer, token_blocks, valid
+from minimodel.experiment.config import LIBRARY_INITS, SOURCE_LANGUAGE, config_hash, get_dotted
+from minimodel.method.embeddings import init_embeddings, keep_rows, learned, only_embeddings_trainable, shared_bias, splice
+from minimodel.method.joint import joint_loss
+from minimodel.method.mlm import agreement, distill_loss, mlm_batches, mlm_eval, mlm_loss
+from minimodel.method.models import build_mlm, device, empty_tokenizer, fingerprint, load_mlm, mini_model, mlm_head, new_head, trainable
+from minimodel.method.post import minipost_model
+from minimodel.method.train import distributed, train
+from minimodel.text.vocab import canonical, shared_tokens, train_tokenizer
 
 HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure MLM loss and accuracy
 # What each shared stage reads from a trial config, in the order its cache key hashes them (after its
@@ -297,7 +299,7 @@ def task_module(cfg: dict) -> ModuleType:
 
 
 def one_off_flops(cfg: dict, cache_dir: str | Path) -> int:
-    """What the trial's arm pays once, before any language (minimodel.arms: MiniPost's alignment,
+    """What the trial's arm pays once, before any language (minimodel.experiment.arms: MiniPost's alignment,
     MiniJoint's second head)."""
     return arms.get(cfg).one_off(cfg, lambda name, c: run_stage(name, c, cache_dir) if stage_done(name, c, cache_dir) else None)
 

@@ -9,7 +9,7 @@ and makes each target token a softmax-weighted mix of its nearest source tokens.
 What a hub would give these libraries is made here and cached like a stage: fastText vectors trained
 with the `fasttext` package on the corpora a trial reads (the libraries' own trainers cache outside
 minimodel's cache and, in wechsel 0.0.4, read an unflushed temporary file), and WECHSEL's dictionary
-from Debian's FreeDict packages (minimodel.freedict). Cost is wall seconds: fastText, numpy and
+from Debian's FreeDict packages (minimodel.text.freedict). Cost is wall seconds: fastText, numpy and
 numba do the work, so torch's FLOP counter sees none of it.
 """
 from __future__ import annotations
@@ -23,11 +23,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
-from minimodel import data, freedict
-from minimodel.cache import build, text_digest
-from minimodel.config import config_hash
-from minimodel.train import distributed
-from minimodel.vocab import shared_tokens
+from minimodel.text import data, freedict
+from minimodel.experiment.cache import build, text_digest
+from minimodel.experiment.config import config_hash
+from minimodel.method.train import distributed
+from minimodel.text.vocab import shared_tokens
 
 # What each library init needs installed: pip extra `inits` (pyproject.toml).
 MODULES = {"focus": ("deepfocus", "fasttext"), "wechsel": ("wechsel", "fasttext", "nltk")}

@@ -3,7 +3,7 @@
 Every stage reads only its own sections, so a stage's cache key is the hash of those sections.
 A sweep spec's `trial:` block is a partial config merged onto DEFAULTS; its search space names
 dotted paths into it (e.g. `adapt.depth`). The config's one home: its defaults, the ranges of its
-numbers (RANGES) and the values of its strings (ENUMS; adapt.method's are the arms of minimodel.arms),
+numbers (RANGES) and the values of its strings (ENUMS; adapt.method's are the arms of minimodel.experiment.arms),
 and the dotted-key helpers (flatten, get_dotted, set_dotted) every layer uses.
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from minimodel import arms
+from minimodel.experiment import arms
 from minimodel.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16")
-# random and overlap are minimodel's; focus and wechsel call their libraries (minimodel.inits).
+
+# random and overlap are minimodel's; focus and wechsel call their libraries (minimodel.experiment.inits).
 LIBRARY_INITS = ("focus", "wechsel")
 INITS = ("random", "overlap", *LIBRARY_INITS)
 SOURCE_LANGUAGE = "en"  # the language of the source model, its task fine-tune and every source corpus
@@ -110,7 +111,7 @@ RANGES = {
     "adapt.mask_rate": (0, 1, False),
     "fasttext.dim": COUNT, "fasttext.epochs": COUNT, "fasttext.min_count": COUNT,
 }
-# The values a string key may take (adapt.method: the arms of minimodel.arms).
+# The values a string key may take (adapt.method: the arms of minimodel.experiment.arms).
 ENUMS = {"precision": PRECISIONS, "adapt.init": INITS, "align.objective": ("mlm", "distill"),
          "align.init": ("copy", "random")}
 

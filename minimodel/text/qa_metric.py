@@ -14,7 +14,7 @@ import string
 import unicodedata
 from collections import Counter
 
-from minimodel import cipher
+from minimodel.text import cipher
 
 ARTICLES = {
     "en": ("a", "an", "the"),

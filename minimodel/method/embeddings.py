@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-from minimodel.models import output_bias, trainable
+from minimodel.method.models import output_bias, trainable
 
 
 def init_embeddings(source: PreTrainedModel, vocab_size: int, shared: dict[int, int] | None = None,

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from minimodel import frontier
-from minimodel.data import DataError
+from minimodel.experiment import frontier
+from minimodel.text.data import DataError
 
 
 def _acc(x: float) -> str:

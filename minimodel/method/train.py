@@ -1,7 +1,7 @@
 """The one training loop every stage uses: pretrain, head restore, MiniJoint, alignment, fine-tune, relearn.
 
 AdamW (fused: one pass over each parameter) over trainable parameters only, linear warmup and decay,
-gradient accumulation, bf16 autocast (minimodel.precision), an evaluation hook, checkpoint save/resume
+gradient accumulation, bf16 autocast (minimodel.method.precision), an evaluation hook, checkpoint save/resume
 (safetensors + JSON, no pickle) and a progress bar. Under torch.distributed (Ray Train's process group)
 every rank starts from rank 0's weights, trains on its own batches, the gradients of the trainable
 parameters are averaged, and FLOPs and tokens are summed over ranks: a stage's compute is the whole job's.
@@ -23,8 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from minimodel.compute import Meter
-from minimodel.precision import autocast
+from minimodel.method.compute import Meter
+from minimodel.method.precision import autocast
 
 
 def distributed() -> tuple[int, int]:

@@ -1,5 +1,5 @@
 """A validated sweep spec: which trials it runs (arms x languages x search values x seeds) and the
-trial config of each. minimodel.spec reads and checks the YAML and builds one; nothing here validates.
+trial config of each. minimodel.experiment.spec reads and checks the YAML and builds one; nothing here validates.
 """
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from minimodel import arms
-from minimodel.config import set_dotted, trial_config
+from minimodel.experiment import arms
+from minimodel.experiment.config import set_dotted, trial_config
 
 
 @dataclass(frozen=True)
