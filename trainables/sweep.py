@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ import ray
 import yaml
 from mlflow.exceptions import MlflowException
 from ray import tune
+from ray.exceptions import AuthenticationError
 from requests.exceptions import RequestException
 
 from minimodel.experiment import checks, frontier, frontier_report, pipeline
@@ -91,13 +94,50 @@ def cluster_nodes() -> list[dict[str, float]] | None:
     return nodes
 
 
+def connect_ray(env_vars: dict[str, str]) -> None:
+    """ray.init for a sweep: every trial and stage gets env_vars, and the MLflow credentials of the
+    driver (nodes other than the head have none of their own). A token the cluster refuses is one
+    line: what Ray's C++ core prints to stderr while connecting is held back, and shown only when the
+    connection did not fail on the token."""
+    credentials = {k: os.environ[k] for k in tracking.CREDENTIALS if os.environ.get(k)}
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as said:
+        os.dup2(said.fileno(), 2)
+        try:
+            ray.init(logging_level="INFO" if logs.verbose() else "WARNING", runtime_env={"env_vars": {**env_vars, **credentials}})
+            refused = None
+        except (ConnectionError, AuthenticationError) as e:
+            refused = e
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        said.seek(0)
+        text = said.read().decode(errors="replace")
+    if refused is not None and "InvalidAuthToken" in text + str(refused):
+        raise SpecError(f"{auth_token_setting()}: the Ray cluster at {os.environ.get('RAY_ADDRESS')} refused this token; "
+                        "use the cluster's (`ray get-auth-token` on its head)") from None
+    sys.stderr.write(text)
+    if refused is not None:
+        raise refused
+
+
+def auth_token_setting() -> str:
+    """Where Ray took its token from, in Ray's order (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)."""
+    for setting in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        if os.environ.get(setting):
+            return setting
+    return "~/.ray/auth_token"
+
+
 def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
     cache_dir, storage_path = _paths(spec)
     started = not ray.is_initialized()
     if started:
         # RAY_ADDRESS (set by `ray job submit`, or by hand) joins a running cluster; else a local one starts.
         # Training bars reach the driver through Ray's tqdm (trainables/progress.py); what else does, trainables/logs.py.
-        ray.init(logging_level="INFO" if logs.verbose() else "WARNING", runtime_env={"env_vars": logs.worker_env()})
+        connect_ray(logs.worker_env())
     try:  # what the cluster offers, checked before any MLflow run or Train job exists
         checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
         sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,

@@ -7,6 +7,7 @@ other processes, possibly on other machines, and must land under the right paren
 from __future__ import annotations
 
 import math
+import os
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from minimodel.experiment.config import flatten
@@ -30,6 +32,8 @@ TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "se
 # MLflow charts plot metrics against their step: a trial's curve is logged with step = cumulative
 # adaptation GFLOPs, so the UI's x-axis is compute (the training step is the metric train_step).
 STEP_UNIT = 1e9
+# What MLflow's client reads to authenticate to a server: every trial and stage gets the driver's.
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 class TrackingError(UserError):
@@ -57,10 +61,31 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 response.read()
         except (urllib.error.URLError, OSError) as e:
             raise TrackingError(f"tracking_uri: cannot reach MLflow at {uri} ({getattr(e, 'reason', e)})") from None
+        check_credentials(uri)
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).parent
         if not folder.is_dir():
             raise TrackingError(f"tracking_uri: folder {folder} of {uri} does not exist")
+
+
+def check_credentials(uri: str) -> None:
+    """One line naming the setting when a server with authentication (`mlflow server --app-name
+    basic-auth`) refuses this process's credentials, before anything is computed."""
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except MlflowException as e:
+        status = e.get_http_status_code()
+        if status not in (401, 403):
+            raise
+        missing = [k for k in CREDENTIALS[:2] if not os.environ.get(k)]
+        if status == 403:
+            why = (f"user {os.environ.get(CREDENTIALS[0])!r} may not read experiments: give it permission, "
+                   f"or set {CREDENTIALS[0]} to one that may")
+        elif missing and not os.environ.get(CREDENTIALS[2]):
+            why = f"{' and '.join(missing)} not set"
+        else:
+            why = f"{CREDENTIALS[0]} / {CREDENTIALS[1]} (or {CREDENTIALS[2]}) refused"
+        raise TrackingError(f"tracking_uri: MLflow at {uri} answered HTTP {status}: {why}") from None
 
 
 def experiment(uri: str, name: str, artifact_root: str) -> str:
