@@ -21,11 +21,14 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/minimodel sweep sweeps/demo.yaml
 
-test: install
+system:
+	bash scripts/install_system_packages.sh
+
+test: install system
 	$(PY) -m pytest -q --durations=20
 
 check: install
 	$(VENV)/bin/ruff check minimodel trainables tests scripts bench/*.py
 	$(PY) -m pytest -q -m "not slow" --durations=10
 
-.PHONY: install demo test check
+.PHONY: install system demo test check
