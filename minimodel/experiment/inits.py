@@ -57,9 +57,7 @@ def check(init: str, language: str, dictionary: str) -> None:
 def key_parts(cfg: dict) -> list:
     """What a library init's rows depend on, beyond the source model and the vocabulary."""
     a, d = cfg["adapt"], cfg["data"]
-    files = []
-    if a["init"] == "wechsel" and not a["dictionary"]:
-        files = [(p.name, p.stat().st_size) for p in _dictionary_files(a["language"])]
+    files = [(str(p), p.stat().st_size) for p in _dictionary_sources(cfg) if p.is_file()] if a["init"] == "wechsel" else []
     return [a["init"], a["language"], cfg["fasttext"], a["dictionary"], files, d["source_corpus"],
             d["target_corpus"], d["max_docs"], a["seed"] if a["init"] == "focus" else None]
 
@@ -167,8 +165,8 @@ def _normalize(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
 def _dictionary(cfg: dict, cache_dir: Path, tokenizer: PreTrainedTokenizerBase) -> dict:
     """WECHSEL's bilingual dictionary as its 'english<TAB>word' file, normalised like the vectors (cached)."""
     a = cfg["adapt"]
-    given = a["dictionary"].format(lang=a["language"]) if a["dictionary"] else ""
-    sources = [Path(given)] if given else _dictionary_files(a["language"])
+    given = bool(a["dictionary"])
+    sources = _dictionary_sources(cfg)
     if not sources:
         freedict.installed(a["language"])  # raises, naming the package to install
     entry = cache_dir / "dictionary" / config_hash(
@@ -179,7 +177,7 @@ def _dictionary(cfg: dict, cache_dir: Path, tokenizer: PreTrainedTokenizerBase) 
             return
         start = time.perf_counter()
         if given:
-            pairs = [tuple(line.split("\t")[:2]) for line in Path(given).read_text(encoding="utf-8").splitlines() if "\t" in line]
+            pairs = [tuple(line.split("\t")[:2]) for line in sources[0].read_text(encoding="utf-8").splitlines() if "\t" in line]
         else:
             pairs = [pair for index in sources for pair in freedict.word_pairs(index)]
         unique = sorted({(_normalize(tokenizer, s), _normalize(tokenizer, t)) for s, t in pairs})
@@ -189,8 +187,12 @@ def _dictionary(cfg: dict, cache_dir: Path, tokenizer: PreTrainedTokenizerBase) 
     return {**json.loads((entry / "stats.json").read_text()), "path": entry / "pairs.tsv"}
 
 
-def _dictionary_files(language: str) -> list[Path]:
+def _dictionary_sources(cfg: dict) -> list[Path]:
+    """WECHSEL's dictionary files: the one adapt.dictionary names, else the installed FreeDict ones ([] if none)."""
+    a = cfg["adapt"]
+    if a["dictionary"]:
+        return [Path(a["dictionary"].format(lang=a["language"]))]
     try:
-        return freedict.installed(language)
+        return freedict.installed(a["language"])
     except freedict.DictionaryError:
         return []
