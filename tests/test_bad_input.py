@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from minimodel import cli
 from minimodel.experiment.checks import ResourceError, check_resources
 from minimodel.experiment.spec import load_spec
 from trainables.sweep import cluster_nodes
+from tests.ports import free_port
 
 TINY = {
     "model": {"name": "scratch", "family": "bert", "hidden": 32, "layers": 3, "heads": 2, "ffn": 64, "vocab_size": 300},
@@ -26,12 +26,6 @@ TINY = {
     "data": {"seq_len": 32, "max_docs": 600, "max_eval": 60},
     "adapt": {"vocab_size": 300, "steps": 20, "eval_every": 10, "init": "random"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

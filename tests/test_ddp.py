@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from minimodel.method.train import train
+from tests.ports import free_port
 
 VOCAB, BATCH, STEPS, WORLD = 50, 4, 3, 2
 
@@ -60,12 +60,6 @@ def _worker(rank: int, port: int, out: str) -> None:
         Path(out, f"rank{rank}.json").write_text(json.dumps({"same": same, "mixed": mixed}))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

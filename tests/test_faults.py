@@ -218,7 +218,8 @@ def _trials_if_any(root: Path) -> list:
 
 
 def test_tracking_server_lost_mid_sweep_then_resume_logs_everything_once(toy_data, tmp_path):
-    from tests.test_tracking import free_port, start_server, stop_server
+    from tests.ports import free_port
+    from tests.test_tracking import start_server, stop_server
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)

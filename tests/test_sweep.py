@@ -5,7 +5,6 @@ One Ray session for the module (ray.init costs seconds); each sweep goes through
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from ray.util.state import list_actors
 
 from minimodel import cli
+from tests.ports import free_port
 
 TINY = {
     "model": {"name": "scratch", "family": "bert", "hidden": 32, "layers": 3, "heads": 2, "ffn": 64, "vocab_size": 300},
@@ -168,12 +168,6 @@ def test_large_trial_runs_as_torchtrainer_inside_the_trial(ray_session, spec_pat
     client = MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db")
     assert [m.value for m in client.get_metric_history(trial.info.run_id, "train_step")] == [0, 20]
     assert "test_accuracy" in trial.data.metrics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("override, message", [

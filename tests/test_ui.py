@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_sweep import free_port, spec_path  # noqa: F401  (spec_path: a module fixture)
+from tests.ports import free_port
+from tests.test_sweep import spec_path  # noqa: F401  (spec_path: a module fixture)
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
