@@ -92,7 +92,7 @@ class DataError(UserError):
 
 def data_dir() -> Path:
     """The bundled snapshots: the repository's data/ folder unless $MINIMODEL_DATA says otherwise."""
-    return Path(os.environ.get("MINIMODEL_DATA") or Path(__file__).resolve().parents[1] / "data")
+    return Path(os.environ.get("MINIMODEL_DATA") or Path(__file__).resolve().parents[2] / "data")
 
 
 def _bundled(name: str) -> tuple[Path, dict]:
