@@ -115,16 +115,19 @@ def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
 
 
 def start_child(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
-    """A nested run under the sweep's parent run; a run with the same `key` tag (a trial or stage
-    redone by a resumed sweep) is replaced so nothing is counted twice."""
+    """A nested run under the sweep's parent run; a run with the same `key` tag (a trial retried after
+    its process died, or redone by a resumed sweep) is replaced so nothing is counted twice: ended
+    (KILLED if it was still RUNNING: its process is gone), tagged `replaced_by` the new run, deleted."""
     client = sweep.client()
-    if "key" in tags:
-        old = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
-                                 f"and tags.key = '{tags['key']}'")
-        for run in old:
-            client.delete_run(run.info.run_id)
+    old = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
+                             f"and tags.key = '{tags['key']}'") if "key" in tags else []
     run = client.create_run(sweep.experiment_id, run_name=name, tags={"mlflow.parentRunId": sweep.run_id, **tags})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    for replaced in old:
+        if replaced.info.status == "RUNNING":
+            client.set_terminated(replaced.info.run_id, "KILLED")
+        client.set_tag(replaced.info.run_id, "replaced_by", run.info.run_id)
+        client.delete_run(replaced.info.run_id)
     return run.info.run_id
 
 
