@@ -46,18 +46,44 @@ class SweepRun:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when the tracking server is down."""
+def check_reachable(uri: str, timeout: float = 5.0, setting: str = "tracking_uri") -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when the tracking server or database is
+    down or refuses us; the error names the setting the URI came from."""
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
                 response.read()
         except (urllib.error.URLError, OSError) as e:
-            raise TrackingError(f"tracking_uri: cannot reach MLflow at {uri} ({getattr(e, 'reason', e)})") from None
+            raise TrackingError(f"{setting}: cannot reach MLflow at {uri} ({getattr(e, 'reason', e)})") from None
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).parent
         if not folder.is_dir():
-            raise TrackingError(f"tracking_uri: folder {folder} of {uri} does not exist")
+            raise TrackingError(f"{setting}: folder {folder} of {uri} does not exist")
+    elif uri.startswith("postgresql"):
+        check_database(uri, timeout, setting)
+
+
+def check_database(uri: str, timeout: float, setting: str) -> None:
+    """Connect once to a PostgreSQL tracking database (password masked in the error)."""
+    import sqlalchemy  # MLflow's own dependency, used only for database stores
+
+    try:
+        url = sqlalchemy.engine.make_url(uri)
+        shown = url.render_as_string(hide_password=True)
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
+    except ImportError as e:
+        raise TrackingError(f"{setting}: {uri.split(':')[0]} needs its driver ({e.name}): "
+                            "pip install 'minimodel[postgres]'") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        raise TrackingError(f"{setting}: {uri.split('@')[-1]} is not a database URI ({e})") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = " ".join(str(getattr(e, "orig", e)).split())
+        raise TrackingError(f"{setting}: cannot connect to the database {shown} ({reason})") from None
+    finally:
+        engine.dispose()
 
 
 def experiment(uri: str, name: str, artifact_root: str) -> str:
