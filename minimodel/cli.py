@@ -165,21 +165,31 @@ def cmd_frontier(args: argparse.Namespace) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
-    """The MLflow UI for a spec's tracking store: a light `mlflow server` (1 worker, no job runner)."""
-    spec = load_spec(args.spec, args.set)
-    uri, address = spec.tracking_uri, f"http://{args.host}:{args.port}"
+    """The MLflow UI and tracking server for a spec's tracking store or --tracking-uri (a file, sqlite
+    or PostgreSQL store): `mlflow server` without its job runner, the store checked first."""
+    if args.spec:
+        spec = load_spec(args.spec, args.set)
+        uri, name = args.tracking_uri or spec.tracking_uri, spec.name
+    elif args.tracking_uri:
+        uri, name = args.tracking_uri, None
+    else:
+        raise SpecError("ui: give a SPEC or --tracking-uri URI")
+    address = f"http://{args.host}:{args.port}"
     if uri.startswith(("http://", "https://")):
         print(f"the tracking server is already a UI: {uri}")
         return
     from trainables import mlflow_view, tracking
 
+    tracking.check_reachable(uri, setting="--tracking-uri" if args.tracking_uri else "tracking_uri")
     try:  # the latest sweep's trials and charts (MLflow 3 otherwise opens on its GenAI overview)
-        where = mlflow_view.url(address, tracking.latest_sweep(uri, spec.name))
+        where = mlflow_view.url(address, tracking.latest_sweep(uri, name)) if name else address
     except tracking.TrackingError:  # no sweep yet
         where = address
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
-               "--workers", "1"]
+               "--workers", str(args.workers),
+               *(["--artifacts-destination", args.artifacts_destination] if args.artifacts_destination else []),
+               *(["--app-name", args.app_name] if args.app_name else [])]
     print(f"MLflow UI: {where} (Ctrl-C to stop)", flush=True)
     os.execvp(command[0], command)
 
@@ -252,9 +262,13 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument("--context", help="the context the TEXT questions are about (QA models)")
     pred.set_defaults(run=cmd_predict)
 
-    ui = sub.add_parser("ui", help="serve the MLflow UI for a spec's tracking store")
-    ui.add_argument("spec", help="sweep YAML")
+    ui = sub.add_parser("ui", help="serve the MLflow UI (and tracking server) for a spec's tracking store")
+    ui.add_argument("spec", nargs="?", help="sweep YAML (gives the tracking URI and the experiment to open)")
     ui.add_argument("--set", **overrides)
+    ui.add_argument("--tracking-uri", help="the store to serve, e.g. postgresql://USER@HOST/DB (default: the spec's)")
+    ui.add_argument("--artifacts-destination", help="where the server keeps artifacts (default: MLflow's, ./mlartifacts)")
+    ui.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    ui.add_argument("--app-name", help="an MLflow server app, e.g. basic-auth (users and passwords; cluster.yaml)")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(run=cmd_ui)

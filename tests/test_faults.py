@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from minimodel.experiment import cache, pipeline
@@ -105,6 +106,13 @@ def trial_runs(root: Path) -> list:
     return client.search_runs([experiment], "tags.kind = 'trial'")
 
 
+def running_runs(root: Path) -> list[str]:
+    """Names of the experiment's runs still RUNNING, deleted ones (replaced attempts) included."""
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.get_experiment_by_name("faults").experiment_id
+    return [r.info.run_name for r in client.search_runs([experiment], "", ViewType.ALL) if r.info.status == "RUNNING"]
+
+
 def minimodel(*argv: str) -> subprocess.Popen:
     """`minimodel ...` as a user runs it, with its own local Ray instance (RAY_ADDRESS=local: never another one)."""
     env = {**os.environ, "RAY_ADDRESS": "local", "TQDM_DISABLE": "1"}
@@ -170,8 +178,15 @@ def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(toy_data
     kept = runs["16"]
     assert kept.info.status == "FINISHED" and kept.data.metrics["restarts"] == 1
     assert kept.data.metrics["recomputed_steps"] >= 0 and kept.data.metrics["recomputed_flops"] >= 0
-    steps = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_metric_history(kept.info.run_id, "train_step")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    steps = client.get_metric_history(kept.info.run_id, "train_step")
     assert [m.value for m in steps] == list(range(0, 301, 30))  # every point once, across both attempts
+    # the killed attempt's run was ended, points to the run that replaced it, and nothing is left RUNNING
+    attempts = client.search_runs([kept.info.experiment_id], f"tags.key = '{kept.data.tags['key']}'", ViewType.ALL)
+    replaced = [r for r in attempts if r.info.run_id != kept.info.run_id]
+    assert replaced and all(r.info.status == "KILLED" and r.data.tags["replaced_by"] == kept.info.run_id
+                            for r in replaced), [(r.info.status, r.data.tags.get("replaced_by")) for r in replaced]
+    assert not running_runs(tmp_path)
 
 
 def test_killed_driver_then_resume_finishes_the_sweep_once(toy_data, tmp_path):
@@ -198,7 +213,7 @@ def test_killed_driver_then_resume_finishes_the_sweep_once(toy_data, tmp_path):
     after = trial_runs(tmp_path)
     finished = [r for r in after if r.info.status == "FINISHED"]
     assert sorted(r.data.params["adapt.lr"] for r in finished) == ["0.002", "0.005", "0.01"]
-    assert not [r for r in after if r.info.status == "RUNNING"]
+    assert not running_runs(tmp_path)  # the interrupted attempts were ended, not left RUNNING
     assert all(before[k].info.end_time == r.info.end_time for r in finished for k in [r.info.run_id] if k in before)
     # a trial finished before the kill is kept, or (Tune had not saved its end yet) replayed from the cache, not trained again
     by_lr = {r.data.params["adapt.lr"]: r for r in finished}

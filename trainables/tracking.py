@@ -17,7 +17,9 @@ from pathlib import Path
 import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.rest_store import RestStore
 from mlflow.tracking import MlflowClient
+from mlflow.utils.rest_utils import http_request_safe
 
 from minimodel.experiment.config import flatten
 from minimodel.errors import UserError
@@ -34,6 +36,7 @@ TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "se
 STEP_UNIT = 1e9
 # What MLflow's client reads to authenticate to a server: every trial and stage gets the driver's.
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+BULK_RUNS, BULK_POINTS = 100, 2500  # the MLflow server's limits for one get-history-bulk-interval request
 
 
 class TrackingError(UserError):
@@ -53,19 +56,45 @@ class SweepRun:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when the tracking server is down."""
+def check_reachable(uri: str, timeout: float = 5.0, setting: str = "tracking_uri") -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when the tracking server or database is
+    down or refuses us; the error names the setting the URI came from."""
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
                 response.read()
         except (urllib.error.URLError, OSError) as e:
-            raise TrackingError(f"tracking_uri: cannot reach MLflow at {uri} ({getattr(e, 'reason', e)})") from None
+            raise TrackingError(f"{setting}: cannot reach MLflow at {uri} ({getattr(e, 'reason', e)})") from None
         check_credentials(uri)
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).parent
         if not folder.is_dir():
-            raise TrackingError(f"tracking_uri: folder {folder} of {uri} does not exist")
+            raise TrackingError(f"{setting}: folder {folder} of {uri} does not exist")
+    elif uri.startswith("postgresql"):
+        check_database(uri, timeout, setting)
+
+
+def check_database(uri: str, timeout: float, setting: str) -> None:
+    """Connect once to a PostgreSQL tracking database (password masked in the error)."""
+    import sqlalchemy  # MLflow's own dependency, used only for database stores
+
+    try:
+        url = sqlalchemy.engine.make_url(uri)
+        shown = url.render_as_string(hide_password=True)
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
+    except ImportError as e:
+        raise TrackingError(f"{setting}: {uri.split(':')[0]} needs its driver ({e.name}): "
+                            "pip install 'minimodel[postgres]'") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        raise TrackingError(f"{setting}: {uri.split('@')[-1]} is not a database URI ({e})") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = " ".join(str(getattr(e, "orig", e)).split())
+        raise TrackingError(f"{setting}: cannot connect to the database {shown} ({reason})") from None
+    finally:
+        engine.dispose()
 
 
 def check_credentials(uri: str) -> None:
@@ -134,16 +163,19 @@ def latest_sweep(uri: str, name: str) -> SweepRun:
 
 
 def start_child(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
-    """A nested run under the sweep's parent run; a run with the same `key` tag (a trial or stage
-    redone by a resumed sweep) is replaced so nothing is counted twice."""
+    """A nested run under the sweep's parent run; a run with the same `key` tag (a trial retried after
+    its process died, or redone by a resumed sweep) is replaced so nothing is counted twice: ended
+    (KILLED if it was still RUNNING: its process is gone), tagged `replaced_by` the new run, deleted."""
     client = sweep.client()
-    if "key" in tags:
-        old = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
-                                 f"and tags.key = '{tags['key']}'")
-        for run in old:
-            client.delete_run(run.info.run_id)
+    old = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
+                             f"and tags.key = '{tags['key']}'") if "key" in tags else []
     run = client.create_run(sweep.experiment_id, run_name=name, tags={"mlflow.parentRunId": sweep.run_id, **tags})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    for replaced in old:
+        if replaced.info.status == "RUNNING":
+            client.set_terminated(replaced.info.run_id, "KILLED")
+        client.set_tag(replaced.info.run_id, "replaced_by", run.info.run_id)
+        client.delete_run(replaced.info.run_id)
     return run.info.run_id
 
 
@@ -217,8 +249,10 @@ def read_points(sweep: SweepRun) -> pd.DataFrame:
         if not token:
             break
     rows = []
-    for run in _once_each(runs):
-        curves = {m: {p.step: p.value for p in client.get_metric_history(run.info.run_id, m)} for m in POINT_METRICS}
+    chosen = _once_each(runs)
+    histories = {m: metric_histories(client, [run.info.run_id for run in chosen], m) for m in POINT_METRICS}
+    for run in chosen:
+        curves = {m: histories[m].get(run.info.run_id, {}) for m in POINT_METRICS}
         constants = {m: run.data.metrics.get(m, float("nan")) for m in RUN_CONSTANTS}
         tags = {t: run.data.tags.get(t, "") for t in TRIAL_TAGS}
         for step in sorted(curves["accuracy"]):
@@ -230,6 +264,29 @@ def read_points(sweep: SweepRun) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=columns)
     table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(0).astype(int)
     return table
+
+
+def metric_histories(client: MlflowClient, run_ids: list[str], key: str) -> dict[str, dict[int, float]]:
+    """{run id: {step: value}} of one metric of many runs, read BULK_RUNS runs at a time with MLflow's
+    get-history-bulk-interval (its REST endpoint on a server, the store's method on a database) instead
+    of one request per run; a run with BULK_POINTS points or more (which that API samples) is read whole."""
+    store = client._tracking_client.store  # the client has no bulk method; its store (or server) has
+    out: dict[str, dict[int, float]] = {}
+    for start in range(0, len(run_ids), BULK_RUNS):
+        chunk = run_ids[start:start + BULK_RUNS]
+        if isinstance(store, RestStore):
+            response = http_request_safe(store.get_host_creds(), "/api/2.0/mlflow/metrics/get-history-bulk-interval", "GET",
+                                         params={"run_ids": chunk, "metric_key": key, "max_results": BULK_POINTS})
+            points = [(m["run_id"], int(m.get("step", 0)), float(m.get("value", 0.0)))  # JSON leaves out zeros
+                      for m in response.json().get("metrics", [])]
+        else:
+            points = [(m.run_id, m.step, m.value) for m in store.get_metric_history_bulk_interval(chunk, key, BULK_POINTS, None, None)]
+        for run_id, step, value in points:
+            out.setdefault(run_id, {})[step] = value
+    for run_id, curve in out.items():
+        if len(curve) >= BULK_POINTS:
+            out[run_id] = {m.step: m.value for m in client.get_metric_history(run_id, key)}
+    return out
 
 
 def _once_each(runs: list) -> list:

@@ -168,6 +168,18 @@ def adapt(config: dict, spec: Spec, cache_dir: str, storage_path: str, sweep: tr
     if (cache.partial(pipeline.stage_dir("adapt", cfg, cache_dir)) / "checkpoint" / "state.json").exists():
         book.broken = True  # a retry: its run is written whole at the end, points in order (MLflow steps grow)
     book.start()
+    try:
+        _adapt_in_trial(spec, cfg, cache_dir, storage_path, trial_id, book)
+    except BaseException:
+        # An attempt that raises ends its run now; one whose process dies is ended by its retry
+        # (tracking.start_child) or at the end of the sweep (tracking.close_children).
+        if book.run_id:
+            book.write(tracking.end_run, book.sweep, book.run_id, "FAILED")
+        raise
+
+
+def _adapt_in_trial(spec: Spec, cfg: dict, cache_dir: str, storage_path: str, trial_id: str, book: Logbook) -> None:
+    """The adaptation of one trial attempt: in the trial's process, or as a TorchTrainer inside it."""
     a, res = cfg["adapt"], spec.resources
     label = f"trial {trial_id} {a['method']} {a['language']}"
 
