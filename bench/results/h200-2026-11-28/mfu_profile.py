@@ -6,7 +6,7 @@ import sys, time, torch
 sys.path.insert(0, "bench")  # steps.loop_ms
 from steps import loop_ms
 from minimodel.method import models
-from minimodel.mlm import mlm_batches, mlm_loss
+from minimodel.method.mlm import mlm_batches, mlm_loss
 torch.backends.cuda.matmul.allow_tf32 = True
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 V, B, S = (30000, 256, 128) if len(sys.argv) < 2 else (500, 4, 32)
