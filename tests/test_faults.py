@@ -73,6 +73,7 @@ def _build_slowly(entry: str, log: str) -> str:
     return (Path(entry) / "value.json").read_text()
 
 
+@pytest.mark.slow
 def test_two_sweeps_sharing_a_cache_build_an_entry_once(tmp_path):
     entry, log = tmp_path / "stage" / "abc", tmp_path / "computed.log"
     ctx = multiprocessing.get_context("fork")  # two processes, as two sweeps would be
@@ -151,6 +152,7 @@ def _kill_trial_after_first_checkpoint(storage: Path, killed: list) -> None:
         killed.append(actor.pid)
 
 
+@pytest.mark.slow
 def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(toy_data, tmp_path, capsys):
     import threading
     import ray
@@ -189,6 +191,7 @@ def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(toy_data
     assert not running_runs(tmp_path)
 
 
+@pytest.mark.slow
 def test_killed_driver_then_resume_finishes_the_sweep_once(toy_data, tmp_path):
     from trainables import tracking
     path = fault_spec(toy_data, tmp_path, search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}})
@@ -232,6 +235,7 @@ def _trials_if_any(root: Path) -> list:
         return []
 
 
+@pytest.mark.slow
 def test_tracking_server_lost_mid_sweep_then_resume_logs_everything_once(toy_data, tmp_path):
     from tests.ports import free_port
     from tests.test_tracking import start_server, stop_server

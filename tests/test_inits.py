@@ -125,6 +125,7 @@ def test_freedict_entries_become_single_word_pairs():
     assert not any(t.startswith(("1.", "/")) for _, t in pairs)  # numbering and pronunciation dropped
 
 
+@pytest.mark.slow
 def test_a_trial_relearns_from_focus_and_reports_its_cost(toy_data, languages, tmp_path):
     """The whole trial on a library init: the spliced rows are the init stage's, and the cost is reported."""
     cfg = config(toy_data, languages, "focus")

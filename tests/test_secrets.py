@@ -62,6 +62,7 @@ def swept(toy_data, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_no_planted_secret_reaches_any_mlflow_run(swept):
     client = MlflowClient(f"sqlite:///{swept}/mlflow.db")
     experiment = client.get_experiment_by_name("secrets").experiment_id

@@ -88,6 +88,7 @@ def stage_jobs(path: Path) -> list[Path]:
     return sorted((path.parent / "runs" / "ray").glob("toy-stages-*"))
 
 
+@pytest.mark.slow
 def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch):
     # --set reaches the trials: 40 steps evaluated every 20 instead of the spec's 60.
     assert sweep(spec_path, "--set", "trial.adapt.steps=40") == 0
@@ -156,6 +157,7 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
     assert len(stage_jobs(spec_path)) == 1
 
 
+@pytest.mark.slow
 def test_large_trial_runs_as_torchtrainer_inside_the_trial(ray_session, spec_path):
     """resources.workers > 0: the adaptation is a 2-worker TorchTrainer inside the Tune trial (with ASHA on)."""
     code = sweep(spec_path, "--set", "methods=[standard]", "--set", "languages=[xx]", "--set", "num_samples=1",

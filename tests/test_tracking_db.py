@@ -17,6 +17,7 @@ def database():
         yield uri
 
 
+@pytest.mark.slow
 @needs_postgres
 @pytest.mark.parametrize("fault", ["no server", "wrong database", "not a URI"])
 def test_bad_database_uri_is_one_line_naming_the_setting_before_any_compute(database, fault, toy_data, tmp_path, capsys):
