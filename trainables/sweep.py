@@ -192,8 +192,10 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
         tracking.end_run(sweep, sweep.run_id, "FAILED" if errors else "FINISHED")
         print(f"MLflow: {tracking.ui_hint(sweep)}")
         return 1 if errors else 0
+    except (MlflowException, RequestException):
+        raise  # the store is what failed: asking it again would only wait out its retries once more
     except BaseException:
-        with contextlib.suppress(Exception):  # the store may be what failed
+        with contextlib.suppress(Exception):
             tracking.close_children(sweep)  # every trial still running was cut off
             tracking.end_run(sweep, sweep.run_id, "FAILED")
         raise
