@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from ray import tune
 from ray.exceptions import AuthenticationError
+from ray.job_config import JobConfig
 from requests.exceptions import RequestException
 
 from minimodel.experiment import checks, frontier, frontier_report, pipeline
@@ -100,12 +102,14 @@ def connect_ray(env_vars: dict[str, str]) -> None:
     line: what Ray's C++ core prints to stderr while connecting is held back, and shown only when the
     connection did not fail on the token."""
     credentials = {k: os.environ[k] for k in tracking.CREDENTIALS if os.environ.get(k)}
+    # A job's own env_vars already reach every worker, and Ray refuses to merge a key set twice: its value wins.
+    ours = {k: v for k, v in {**env_vars, **credentials}.items() if k not in _job_env_vars()}
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as said:
         os.dup2(said.fileno(), 2)
         try:
-            ray.init(logging_level="INFO" if logs.verbose() else "WARNING", runtime_env={"env_vars": {**env_vars, **credentials}})
+            ray.init(logging_level="INFO" if logs.verbose() else "WARNING", runtime_env={"env_vars": ours})
             refused = None
         except (ConnectionError, AuthenticationError) as e:
             refused = e
@@ -121,6 +125,14 @@ def connect_ray(env_vars: dict[str, str]) -> None:
     sys.stderr.write(text)
     if refused is not None:
         raise refused
+
+
+def _job_env_vars() -> dict[str, str]:
+    """The env_vars of the Ray job this driver runs as (`ray job submit --runtime-env-json`), if any."""
+    injected = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not injected:
+        return {}
+    return (JobConfig.from_json(json.loads(injected)).runtime_env or {}).get("env_vars", {})
 
 
 def auth_token_setting() -> str:
