@@ -114,9 +114,9 @@ def running_runs(root: Path) -> list[str]:
     return [r.info.run_name for r in client.search_runs([experiment], "", ViewType.ALL) if r.info.status == "RUNNING"]
 
 
-def minimodel(*argv: str) -> subprocess.Popen:
+def minimodel(*argv: str, **env: str) -> subprocess.Popen:
     """`minimodel ...` as a user runs it, with its own local Ray instance (RAY_ADDRESS=local: never another one)."""
-    env = {**os.environ, "RAY_ADDRESS": "local", "TQDM_DISABLE": "1"}
+    env = {**os.environ, "RAY_ADDRESS": "local", "TQDM_DISABLE": "1", **env}
     return subprocess.Popen([sys.executable, "-m", "minimodel.cli", *map(str, argv)], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -245,7 +245,8 @@ def test_tracking_server_lost_mid_sweep_then_resume_logs_everything_once(toy_dat
     path = fault_spec(toy_data, tmp_path, tracking_uri=uri,
                       search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}})
     client = MlflowClient(uri)
-    driver = minimodel("sweep", path)
+    # MLflow's own knob: the driver gives up on the lost server after seconds, not its default 4 minutes of retries
+    driver = minimodel("sweep", path, MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
     try:
         deadline = time.time() + 400
         while not _trials_at(client):  # the first trial has started logging: the server goes away
