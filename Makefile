@@ -24,11 +24,15 @@ demo: install
 system:
 	bash scripts/install_system_packages.sh
 
+# Two pytest workers, a test file each (its module fixtures built once): most tests wait on processes,
+# servers and clusters they start, so two keep both cores busy.
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
+
 test: install system
-	$(PY) -m pytest -q --durations=20
+	$(PYTEST) --durations=20
 
 check: install
 	$(VENV)/bin/ruff check minimodel trainables tests scripts bench/*.py
-	$(PY) -m pytest -q -m "not slow" --durations=10
+	$(PYTEST) -m "not slow" --durations=10
 
 .PHONY: install system demo test check

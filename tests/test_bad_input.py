@@ -120,6 +120,7 @@ def fail(argv: list[str], capsys) -> str:
 
 @pytest.mark.parametrize("kind, command, expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_before_anything_starts(bad, capsys, kind, command, expected):
+    ray.shutdown()  # a runtime an earlier test left up would hide one started here
     fill = {**bad, "port": free_port()}
     line = fail(shlex.split(command.format(**fill)), capsys)
     assert expected.format(**fill) in line, line
@@ -128,29 +129,25 @@ def test_bad_input_is_one_line_before_anything_starts(bad, capsys, kind, command
 
 
 @pytest.mark.slow
-def test_the_clusters_resources_are_checked_once_ray_is_up(bad, capsys, monkeypatch, tmp_path):
-    """`sweep` asks the Ray cluster (here a fresh 2-CPU local one) what it offers; nothing runs, no MLflow run."""
-    ray.init(num_cpus=2, logging_level="WARNING")
-    try:
-        line = fail(["sweep", bad["spec"], "--set", "resources.gpus=1"], capsys)
-        assert line.startswith("resources.gpus: 1 GPU on one node, but the Ray cluster has 2 CPU and 0 GPU"), line
-        line = fail(["sweep", bad["spec"], "--set", "stages.workers=3"], capsys)
-        assert line.startswith("stages: one stage job needs 3 CPU in all, but the Ray cluster has 2 CPU"), line
+def test_the_clusters_resources_are_checked_once_ray_is_up(ray_session, bad, capsys, monkeypatch, tmp_path):
+    """`sweep` asks the Ray cluster (here the run's 2-CPU local one) what it offers; nothing runs, no MLflow run."""
+    line = fail(["sweep", bad["spec"], "--set", "resources.gpus=1"], capsys)
+    assert line.startswith("resources.gpus: 1 GPU on one node, but the Ray cluster has 2 CPU and 0 GPU"), line
+    line = fail(["sweep", bad["spec"], "--set", "stages.workers=3"], capsys)
+    assert line.startswith("stages: one stage job needs 3 CPU in all, but the Ray cluster has 2 CPU"), line
 
-        # On a `ray up` head, the node types the autoscaler may add (its bootstrap config) count too:
-        # a GPU trial is possible before any GPU node is up, a 2-GPU stage worker is not.
-        monkeypatch.setenv("HOME", str(tmp_path))
-        types = {"head": {"resources": {}, "max_workers": 0}, "gpu": {"resources": {"CPU": 8, "GPU": 1}, "max_workers": 8}}
-        (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({"available_node_types": types}))
-        spec = load_spec(bad["spec"], ["resources.gpus=1"])
+    # On a `ray up` head, the node types the autoscaler may add (its bootstrap config) count too:
+    # a GPU trial is possible before any GPU node is up, a 2-GPU stage worker is not.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    types = {"head": {"resources": {}, "max_workers": 0}, "gpu": {"resources": {"CPU": 8, "GPU": 1}, "max_workers": 8}}
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({"available_node_types": types}))
+    spec = load_spec(bad["spec"], ["resources.gpus=1"])
+    check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
+    spec = load_spec(bad["spec"], ["stages.gpus_per_worker=2"])
+    with pytest.raises(ResourceError, match="stages.gpus_per_worker: 2 GPU on one node, but the Ray cluster has "
+                                            "10 CPU and 1 GPU, at most 8 CPU and 1 GPU on one node"):
         check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
-        spec = load_spec(bad["spec"], ["stages.gpus_per_worker=2"])
-        with pytest.raises(ResourceError, match="stages.gpus_per_worker: 2 GPU on one node, but the Ray cluster has "
-                                                "10 CPU and 1 GPU, at most 8 CPU and 1 GPU on one node"):
-            check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
-        types["gpu"]["resources"] = {}  # a node type that does not say what it has: nothing can be checked
-        (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({"available_node_types": types}))
-        assert cluster_nodes() is None
-    finally:
-        ray.shutdown()
+    types["gpu"]["resources"] = {}  # a node type that does not say what it has: nothing can be checked
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({"available_node_types": types}))
+    assert cluster_nodes() is None
     assert not (Path(bad["root"]) / "mlflow.db").exists() and not (Path(bad["root"]) / "runs" / "ray").exists()

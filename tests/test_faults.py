@@ -153,9 +153,8 @@ def _kill_trial_after_first_checkpoint(storage: Path, killed: list) -> None:
 
 
 @pytest.mark.slow
-def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(toy_data, tmp_path, capsys):
+def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(ray_session, toy_data, tmp_path, capsys):
     import threading
-    import ray
     path = fault_spec(toy_data, tmp_path, search={"adapt.batch_size": {"type": "choice", "values": [16, 2**40]}})
     if Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1":
         pytest.skip("memory overcommit always on: an 8 TiB request would be granted and fill the machine")
@@ -163,15 +162,11 @@ def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(toy_data
     spec["trial"]["adapt"].update(steps=300, eval_every=30)
     path.write_text(yaml.safe_dump(spec))
     killed: list[int] = []
-    ray.init(num_cpus=2, logging_level="WARNING")
-    try:
-        killer = threading.Thread(target=_kill_trial_after_first_checkpoint, args=(tmp_path / "runs", killed))
-        killer.start()
-        with pytest.raises(SystemExit) as done:
-            cli.main(["sweep", str(path)])
-        killer.join()
-    finally:
-        ray.shutdown()
+    killer = threading.Thread(target=_kill_trial_after_first_checkpoint, args=(tmp_path / "runs", killed))
+    killer.start()
+    with pytest.raises(SystemExit) as done:
+        cli.main(["sweep", str(path)])
+    killer.join()
     out = capsys.readouterr().out
     assert done.value.code == 1 and killed  # the out-of-memory trial failed, the sweep went on
     assert "out of memory in trial standard xx at batch size 1099511627776 x 32 tokens: lower trial.adapt.batch_size" in out
@@ -238,7 +233,7 @@ def _trials_if_any(root: Path) -> list:
 @pytest.mark.slow
 def test_tracking_server_lost_mid_sweep_then_resume_logs_everything_once(toy_data, tmp_path):
     from tests.ports import free_port
-    from tests.test_tracking import start_server, stop_server
+    from tests.mlflow_server import start_server, stop_server
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)

@@ -38,9 +38,10 @@ def toy_config(toy_data: dict, method: str, **adapt) -> dict:
     })
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+@pytest.fixture
+def cache(stage_cache):
+    """The run's stage cache: the toy stages are built once for every test here and in test_qa."""
+    return stage_cache
 
 
 @pytest.mark.parametrize("method", ["standard", pytest.param("minijoint", marks=pytest.mark.slow), "minipost"])

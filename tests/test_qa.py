@@ -181,12 +181,11 @@ def qa_config(sources: dict, **adapt) -> dict:
 
 
 @pytest.fixture(scope="module")
-def qa_trial(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qa")
-    sources = write_qa(root)
+def qa_trial(tmp_path_factory, stage_cache):
+    sources = write_qa(tmp_path_factory.mktemp("qa"))
     cfg, points = qa_config(sources), []
-    result = pipeline.run_trial(cfg, root / "cache", points.append)
-    return {"cfg": cfg, "cache": root / "cache", "result": result, "points": points, "sources": sources}
+    result = pipeline.run_trial(cfg, stage_cache, points.append)
+    return {"cfg": cfg, "cache": stage_cache, "result": result, "points": points, "sources": sources}
 
 
 @pytest.mark.slow

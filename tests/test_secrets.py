@@ -47,6 +47,7 @@ def swept(toy_data, tmp_path_factory) -> Path:
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     before = {k: os.environ.get(k) for k in SECRETS}
     os.environ.update(SECRETS)
+    ray.shutdown()  # Ray's workers must start with the secrets in their environment: not the run's shared runtime
     ray.init(num_cpus=2, logging_level="WARNING")
     try:
         with pytest.raises(SystemExit) as done:

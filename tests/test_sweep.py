@@ -1,6 +1,6 @@
 """Sweeps on a real local Ray runtime, with real Optuna and a real MLflow store, on a tiny scratch model.
 
-One Ray session for the module (ray.init costs seconds); each sweep goes through the CLI entry point.
+The run's one Ray runtime (conftest.ray_session); each sweep goes through the CLI entry point.
 """
 from __future__ import annotations
 
@@ -25,16 +25,6 @@ TINY = {
     "align": {"steps": 20, "lr": 2e-3, "batch_size": 16},
     "adapt": {"vocab_size": 300, "lr": 1e-2, "steps": 60, "eval_every": 20, "batch_size": 16, "init": "random"},
 }
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, logging_level="WARNING",
-             runtime_env={"env_vars": {"TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}})
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def two_languages(toy_root: Path, root: Path) -> dict:
@@ -84,12 +74,20 @@ def latest_parent(path: Path):
     return client.search_runs([experiment], "tags.kind = 'sweep'", order_by=["attributes.start_time DESC"])[0]
 
 
+def train_workers() -> list:
+    """The Ray Train workers this session's cluster ever ran, by its address: another Ray instance on the
+    machine must not confuse the lookup."""
+    return list_actors(address=ray.get_runtime_context().gcs_address,
+                       filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+
+
 def stage_jobs(path: Path) -> list[Path]:
     return sorted((path.parent / "runs" / "ray").glob("toy-stages-*"))
 
 
 @pytest.mark.slow
 def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch):
+    earlier = {w.actor_id for w in train_workers()}  # the runtime is shared: other tests' workers are not ours
     # --set reaches the trials: 40 steps evaluated every 20 instead of the spec's 60.
     assert sweep(spec_path, "--set", "trial.adapt.steps=40") == 0
     out = capsys.readouterr().out
@@ -101,9 +99,7 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
     assert sorted(r.data.tags["stage"] for r in stages) == ["align", "finetune", "source"]
     assert all(r.data.tags["cached"] == "false" for r in stages)
     assert {(r.data.tags["train_workers"], r.data.tags["backend"]) for r in stages} == {("2", "gloo")}
-    # this session's cluster by address: another Ray instance on the machine must not confuse the lookup
-    workers = list_actors(address=ray.get_runtime_context().gcs_address,
-                          filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+    workers = [w for w in train_workers() if w.actor_id not in earlier]
     # Train workers hold their resources through a placement group (keys like CPU_group_<id>)
     cpus = [{v for k, v in w.required_resources.items() if k.startswith("CPU")} for w in workers]
     assert cpus == [{0.5}, {0.5}], [w.required_resources for w in workers]
@@ -175,11 +171,11 @@ def test_large_trial_runs_as_torchtrainer_inside_the_trial(ray_session, spec_pat
 @pytest.mark.parametrize("override, message", [
     ("languages=[xx, zz]", "languages: zz not in"),
     ("search.adapt.depth.values=[1, 3]", "search.adapt.depth: 'adapt.depth' must be between 1"),
-    (f"tracking_uri=http://127.0.0.1:{free_port()}", "tracking_uri: cannot reach MLflow at http://127.0.0.1:"),
+    ("tracking_uri=http://127.0.0.1:{port}", "tracking_uri: cannot reach MLflow at http://127.0.0.1:"),  # a free port, at run time
 ])
 def test_bad_input_stops_before_anything_runs(spec_path, capsys, override, message):
     before = sorted(p.name for p in (spec_path.parent / "runs" / "ray").glob("*"))
-    assert sweep(spec_path, "--set", override) == 2
+    assert sweep(spec_path, "--set", override.format(port=free_port())) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("minimodel: error: ") and message in err[0], err
     assert sorted(p.name for p in (spec_path.parent / "runs" / "ray").glob("*")) == before

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -12,45 +9,6 @@ import pytest
 
 from trainables import tracking
 from tests.ports import free_port
-
-
-def start_server(root, port: int, store: str | None = None, workers: int = 1) -> subprocess.Popen:
-    """A light MLflow server (1 worker, no job runner: 2 processes, ~420 MiB) on 127.0.0.1, storing
-    under `root` (runs in sqlite there unless `store` names another backend store); returns once it answers."""
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store or f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "a"), start_new_session=True,
-    )
-    for _ in range(240):
-        try:
-            tracking.check_reachable(f"http://127.0.0.1:{port}", timeout=1)
-            return proc
-        except tracking.TrackingError:
-            if proc.poll() is not None:
-                pytest.fail((root / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-    stop_server(proc)
-    pytest.fail("mlflow server did not start in 120 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """The server and its worker, as a machine losing it would."""
-    os.killpg(proc.pid, 9)
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    proc = start_server(root, port)
-    try:
-        yield {"uri": f"http://127.0.0.1:{port}", "root": root}
-    finally:
-        stop_server(proc)
 
 
 def rest(uri: str, path: str) -> dict:
@@ -67,8 +25,8 @@ def test_unreachable_server_is_one_clear_error():
 
 
 @pytest.mark.slow
-def test_sweep_trial_and_stage_runs(server, tmp_path):
-    uri = server["uri"]
+def test_sweep_trial_and_stage_runs(mlflow_server, tmp_path):
+    uri = mlflow_server["uri"]
     sweep = tracking.start_sweep(uri, "test-sweep", str(tmp_path), {"search_alg": "grid"})
     cfg = {"adapt": {"method": "minipost", "language": "de", "depth": 2, "lr": 1e-3}, "seed": 0}
     trial = tracking.start_child(sweep, "minipost-de-2", {"kind": "trial", "key": "t1", "method": "minipost",
@@ -131,12 +89,12 @@ def test_sweep_trial_and_stage_runs(server, tmp_path):
     tracking.log_artifacts(sweep, [plot])
     files = rest(uri, f"artifacts/list?run_id={sweep.run_id}")["files"]
     assert [f["path"] for f in files] == ["frontier.csv"]
-    assert (server["root"] / "artifacts").exists()
+    assert (mlflow_server["root"] / "artifacts").exists()
 
 
 @pytest.mark.slow
-def test_restarted_trial_replaces_its_run_and_resume_finds_the_parent(server, tmp_path):
-    uri = server["uri"]
+def test_restarted_trial_replaces_its_run_and_resume_finds_the_parent(mlflow_server, tmp_path):
+    uri = mlflow_server["uri"]
     sweep = tracking.start_sweep(uri, "resume-sweep", str(tmp_path), {})
     tags = {"kind": "trial", "key": "trial-1", "method": "standard", "language": "fr", "arm": "standard", "seed": "0"}
     first = tracking.start_child(sweep, "t", tags, {})

@@ -23,7 +23,7 @@ def database():
 def test_bad_database_uri_is_one_line_naming_the_setting_before_any_compute(database, fault, toy_data, tmp_path, capsys):
     from minimodel import cli
     from tests.test_faults import fault_spec
-    from tests.test_tracking import free_port
+    from tests.ports import free_port
     uri = {"no server": f"postgresql://mlflow:secret@127.0.0.1:{free_port()}/mlflow",
            "wrong database": database.rsplit("/", 1)[0] + "/nope",
            "not a URI": "postgresql://mlflow@127.0.0.1:port/mlflow"}[fault]

@@ -15,7 +15,7 @@ from ray.tune.search import Searcher
 
 from minimodel import cli
 from minimodel.experiment.spec import SpecError, validate
-from tests.test_sweep import ray_session, two_languages  # noqa: F401 (the module's Ray session fixture)
+from tests.test_sweep import two_languages
 from trainables import tuning
 from trainables.arm_search import ArmSearch, groups
 
@@ -118,7 +118,7 @@ def test_confirm_needs_a_tuning_spec_and_a_finished_tuning_run(raw, tmp_path, ca
 
 
 @pytest.mark.slow
-def test_tune_then_confirm(ray_session, raw, tmp_path, capsys):  # noqa: F811
+def test_tune_then_confirm(ray_session, raw, tmp_path, capsys):
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert run_cli("sweep", str(path)) == 0
