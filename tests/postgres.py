@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from tests.test_tracking import free_port
+from tests.ports import free_port
 
 
 def binaries() -> Path | None:
