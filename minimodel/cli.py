@@ -17,7 +17,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"step \d+/\d+: dev accuracy
 
 from minimodel.experiment.checks import check_resources, machine_resources  # noqa: E402
 from minimodel.text.data import DataError  # noqa: E402
-from minimodel.errors import UserError  # noqa: E402
+from minimodel.errors import UserError, one_line  # noqa: E402
 from minimodel.experiment.spec import SpecError, load_spec  # noqa: E402
 
 # Bad input of any kind: one line naming the culprit, exit 2, no traceback.
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.run(args)
     except USER_ERRORS as err:
-        print(f"minimodel: error: {err}", file=sys.stderr)
+        print(one_line(str(err)), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("minimodel: interrupted; finished stages stay cached", file=sys.stderr)

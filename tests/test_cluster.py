@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
@@ -273,3 +274,81 @@ def test_sweep_spreads_over_worker_hosts_and_survives_losing_one(cluster, toy_da
     # the same model and steps: every trial's FLOPs the same, the retried one's counted once
     assert len({r.data.metrics["flops"] for r in finished}) == 1, [r.data.metrics["flops"] for r in finished]
     assert sum(r.data.metrics.get("restarts", 0) for r in finished) >= 1
+
+
+def restart_cluster(c: dict) -> None:
+    """What a user does after losing the head: start it again at the same address (MLflow too, its
+    store on the shared storage), then Ray on the workers again, as `ray up` does (`ray stop`, `ray
+    start`; `ray stop` here would end every Ray process of this machine, so the hosts are cleared)."""
+    for host in (1, 2):
+        deadline = time.time() + 60
+        while c["hosts"].alive(host) and time.time() < deadline:
+            c["hosts"].kill(host)
+            time.sleep(0.5)
+    start_mlflow(c)
+    start_head(c)
+    for host in (1, 2):
+        start_worker(c, host)
+    wait_for_nodes(c, 3)
+
+
+# Hosts made of network namespaces share one process table, where Ray's driver looks for its node's
+# raylet: it would find all three and attach to the head's. A real host has its own raylet only; the
+# node's address (ray.init's _node_ip_address) says which one is this host's here.
+ON_HOST = ("import functools, sys, ray; ray.init = functools.partial(ray.init, _node_ip_address=sys.argv[1]); "
+           "from minimodel.cli import main; main(sys.argv[2:])")
+
+
+def on_host(c: dict, host: int, *argv: str) -> list[str]:
+    """`minimodel ARGV...` as a driver on a host, attached to that host's raylet."""
+    return [sys.executable, "-c", ON_HOST, c["hosts"].addresses[host], *argv]
+
+
+def test_head_lost_mid_sweep_is_one_line_and_resume_on_a_restarted_head_finishes_it(cluster, toy_data):
+    c = cluster
+    mlflow = tracking(c)
+    path = spec_file(c, toy_data, "headless", 1000)
+    log = c["root"] / "headless-driver.log"
+    # The driver on a worker host (a user logged in on a node): a driver on the head is lost with it.
+    env = ray_env(c, TQDM_DISABLE="1", PYTHONUNBUFFERED="1", RAY_ADDRESS=f"{c['head']}:{GCS}",
+                  MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=c["password"])
+    driver = c["hosts"].popen(1, on_host(c, 1, "sweep", str(path)), env, log.open("w"))
+    output = log.read_text
+
+    def trials(status: str) -> list:
+        found = mlflow.get_experiment_by_name("headless")
+        return mlflow.search_runs([found.experiment_id], f"tags.kind = 'trial' and attributes.status = '{status}'") if found else []
+
+    checkpoints = c["root"] / "headless" / "cache" / "adapt"
+    wait_for(lambda: driver.poll() is None and trials("FINISHED") and list(checkpoints.glob("*.partial/checkpoint/state.json")),
+             "a finished trial and another one's checkpoint", 600, output)
+    before = {r.data.params["adapt.lr"]: r for r in trials("FINISHED")}
+    assert c["hosts"].kill(0) > 0  # the head lost: its GCS, raylet, dashboard and the MLflow server
+    lost = time.time()
+    driver.wait(timeout=120)
+    waited = time.time() - lost
+    lines = output().strip().splitlines()
+    assert driver.returncode == 2, output()[-3000:]
+    assert lines[-1].startswith(f"minimodel: error: ray: the head at {c['head']}:{GCS} stopped answering during the sweep"), lines[-5:]
+    assert lines[-1].endswith("run `minimodel sweep SPEC --resume`") and f"kept in {c['root'] / 'headless'}" in lines[-1]
+    # The driver's own lines (Ray forwards its workers' under a "(name pid=...)" prefix): no traceback, not Ray's abort.
+    own = [line for line in lines if not line.startswith("(")]
+    assert not [line for line in own if "Traceback" in line or "rpc_client" in line], own[-20:]
+    assert waited < 60, waited  # before Ray's own end of the driver (60 s without the GCS)
+
+    restart_cluster(c)
+    resumed = c["hosts"].run(1, on_host(c, 1, "sweep", str(path), "--resume"), env, timeout=900)
+    assert resumed.returncode == 0, (resumed.stdout[-3000:], resumed.stderr[-3000:])
+    assert "trials: 4 (0 failed)" in resumed.stdout, resumed.stdout[-3000:]
+    assert "shared stages: 2 (0 computed, 2 cached)" in resumed.stdout, resumed.stdout[-3000:]
+
+    experiment = mlflow.get_experiment_by_name("headless").experiment_id
+    finished = trials("FINISHED")
+    assert sorted(r.data.params["adapt.lr"] for r in finished) == ["0.001", "0.003", "0.01", "0.03"]  # each once
+    assert len({r.data.metrics["flops"] for r in finished}) == 1, [r.data.metrics["flops"] for r in finished]
+    # a trial finished before the head was lost is kept, or replayed from the cache: never trained again
+    by_lr = {r.data.params["adapt.lr"]: r for r in finished}
+    for lr, old in before.items():
+        assert by_lr[lr].info.run_id == old.info.run_id or by_lr[lr].data.tags["cached"] == "true"
+    every = mlflow.search_runs([experiment], "attributes.status = 'RUNNING'", run_view_type=ViewType.ALL)
+    assert not every, [(r.info.run_name, r.data.tags.get("kind")) for r in every]  # sweep run and attempts ended

@@ -25,7 +25,7 @@ from requests.exceptions import RequestException
 from minimodel.experiment import checks, frontier, frontier_report, pipeline
 from minimodel.experiment.plan import Spec
 from minimodel.experiment.spec import SpecError
-from trainables import logs, mlflow_view, stages, tracking, trial, tuner, tuning
+from trainables import head_watch, logs, mlflow_view, stages, tracking, trial, tuner, tuning
 
 MIN_FREE_BYTES = 2**30  # below this a sweep would fail mid-way on its first model or checkpoint
 
@@ -150,6 +150,10 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
         # RAY_ADDRESS (set by `ray job submit`, or by hand) joins a running cluster; else a local one starts.
         # Training bars reach the driver through Ray's tqdm (trainables/progress.py); what else does, trainables/logs.py.
         connect_ray(logs.worker_env())
+        gcs = ray.get_runtime_context().gcs_address
+        watching = head_watch.watch(gcs, f"ray: the head at {gcs} stopped answering during the sweep ({head_watch.grace_s():.0f} s "
+                                    f"without its GCS); finished trials are kept in {spec.storage}: start the head "
+                                    "again at the same address (then the workers), and run `minimodel sweep SPEC --resume`")
     try:  # what the cluster offers, checked before any MLflow run or Train job exists
         checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
         sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
@@ -159,6 +163,7 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
         previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
     except BaseException:
         if started:
+            watching.set()
             ray.shutdown()
         raise
     t0 = time.time()
@@ -213,6 +218,7 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
         raise
     finally:
         if started:
+            watching.set()
             ray.shutdown()
 
 
