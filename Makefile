@@ -26,13 +26,15 @@ system:
 
 # Two pytest workers, a test file each (its module fixtures built once): most tests wait on processes,
 # servers and clusters they start, so two keep both cores busy.
+SOURCES := minimodel trainables tests scripts bench/*.py
 PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
 
 test: install system
 	$(PYTEST) --durations=20
 
 check: install
-	$(VENV)/bin/ruff check minimodel trainables tests scripts bench/*.py
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/ruff check $(SOURCES)
 	$(PYTEST) -m "not slow" --durations=10
 
 .PHONY: install system demo test check

@@ -8,6 +8,7 @@ of 1 worker with the same threads per worker). Starts its own local Ray instance
 
     .venv/bin/python bench/ddp_scaling.py [--steps 5] [--batch 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,7 @@ def loop(config: dict) -> None:
     full, tokenizer = models.load_mlm("bundled:minilm-l6-mlm")
     body = models.mini_model(full, 2, models.new_head(full))
     only_embeddings_trainable(body)
-    blocks = torch.randint(1000, len(tokenizer), (512, config["seq"]), dtype=torch.int32,
-                           generator=torch.Generator().manual_seed(0))
+    blocks = torch.randint(1000, len(tokenizer), (512, config["seq"]), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
     batches = mlm_batches(blocks, tokenizer, config["batch"], seed=0, rank=rank, world=world)
     _, ms = loop_ms(body, lambda b: mlm_loss(body, b), batches, config["steps"])
     if rank == 0:  # Train V2 keeps no metrics reported without a checkpoint: hand them back in a file
@@ -60,11 +60,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as storage:
             for workers, threads in ((1, 1), (1, 2), (2, 1)):
                 trainer = TorchTrainer(
-                    loop, train_loop_config={**vars(args), "threads": threads, "bench": bench,
-                                             "out": f"{storage}/{workers}x{threads}.json"},
+                    loop,
+                    train_loop_config={**vars(args), "threads": threads, "bench": bench, "out": f"{storage}/{workers}x{threads}.json"},
                     scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": threads}),
                     torch_config=TorchConfig(backend="gloo"),
-                    run_config=RunConfig(name=f"ddp-{workers}x{threads}", storage_path=storage))
+                    run_config=RunConfig(name=f"ddp-{workers}x{threads}", storage_path=storage),
+                )
                 trainer.fit()
                 results[workers, threads] = json.loads(Path(storage, f"{workers}x{threads}.json").read_text())
     finally:

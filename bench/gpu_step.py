@@ -12,6 +12,7 @@ Numbers go to stdout and, as JSON, to $OUT/gpu_step.json.
     python3 bench/gpu_step.py                                  # a GPU, BERT-base size
     python3 bench/gpu_step.py --device cpu --hidden 64 --layers 2 --heads 2 --vocab 500 --batch 4 --seq 32 --steps 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,19 @@ from minimodel.method.mlm import mlm_batches, mlm_loss
 from minimodel.method.precision import autocast
 
 # Dense bf16 peak TFLOP/s (no sparsity) from the vendors' data sheets, by a substring of the device name.
-PEAK_BF16 = {"H200": 989, "H100 SXM": 989, "H100 80GB HBM3": 989, "H100 NVL": 835, "H100 PCIe": 756,
-             "A100": 312, "L40S": 362, "L4": 121, "A10G": 70, "GH200": 989, "B200": 2250}
+PEAK_BF16 = {
+    "H200": 989,
+    "H100 SXM": 989,
+    "H100 80GB HBM3": 989,
+    "H100 NVL": 835,
+    "H100 PCIe": 756,
+    "A100": 312,
+    "L40S": 362,
+    "L4": 121,
+    "A10G": 70,
+    "GH200": 989,
+    "B200": 2250,
+}
 
 
 def peak_tflops(name: str) -> float | None:
@@ -40,6 +52,7 @@ def peak_tflops(name: str) -> float | None:
 
 def sync_check(body, batches, steps: int) -> str:
     """'none' when steps 2..steps-2 ran under sync_debug_mode error, else where the first sync happened."""
+
     def batch_at(i: int) -> dict:
         torch.cuda.set_sync_debug_mode("error" if 2 <= i < steps - 1 else "default")
         return batches(i)
@@ -63,8 +76,13 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=30000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--relearn-batch", type=int, nargs="+", default=[32, 256],
-                    help="one table per batch size: 32 is the CPU benchmarks' batch, larger ones fill a GPU")
+    ap.add_argument(
+        "--relearn-batch",
+        type=int,
+        nargs="+",
+        default=[32, 256],
+        help="one table per batch size: 32 is the CPU benchmarks' batch, larger ones fill a GPU",
+    )
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--no-compile", action="store_true")
     args = ap.parse_args()
@@ -76,12 +94,16 @@ def main() -> None:
 
     words = " ".join(f"w{i}" for i in range(2 * args.vocab))
     tokenizer = models.empty_tokenizer("bert").train_new_from_iterator([words], args.vocab)
-    full = models.build_mlm("bert", tokenizer, hidden=args.hidden, layers=args.layers, heads=args.heads,
-                            ffn=4 * args.hidden, max_len=args.seq).to(dev)
+    full = models.build_mlm(
+        "bert", tokenizer, hidden=args.hidden, layers=args.layers, heads=args.heads, ffn=4 * args.hidden, max_len=args.seq
+    ).to(dev)
     blocks = torch.randint(5, len(tokenizer), (1024, args.seq), dtype=torch.int32)
     only_embeddings_trainable(full)
-    bodies = {depth: full if depth == args.layers else models.mini_model(full, depth, models.new_head(full)).to(dev)
-              for depth in dict.fromkeys((args.layers, 4, 2, 1)) if depth <= args.layers}
+    bodies = {
+        depth: full if depth == args.layers else models.mini_model(full, depth, models.new_head(full)).to(dev)
+        for depth in dict.fromkeys((args.layers, 4, 2, 1))
+        if depth <= args.layers
+    }
 
     if dev.type == "cuda":
         relearn = mlm_batches(blocks, tokenizer, args.relearn_batch[0], seed=0, device=dev)
@@ -99,14 +121,18 @@ def main() -> None:
             flops, ms = loop_ms(body, lambda b: mlm_loss(body, b), relearn, args.steps, "bf16")
             base = base or (flops, ms)
             f_ratio, t_ratio = base[0] / flops, base[1] / ms
-            out["relearn"].append({"batch": batch, "depth": depth, "gflops": flops / 1e9, "ms": ms,
-                                   "efficiency": t_ratio / f_ratio})
-            print(f"| {'full' if depth == args.layers else f'k={depth}'} | {flops / 1e9:.1f} | {ms:.1f} | {f_ratio:.2f} | "
-                  f"{t_ratio:.2f} | {t_ratio / f_ratio:.2f} |", flush=True)
+            out["relearn"].append({"batch": batch, "depth": depth, "gflops": flops / 1e9, "ms": ms, "efficiency": t_ratio / f_ratio})
+            print(
+                f"| {'full' if depth == args.layers else f'k={depth}'} | {flops / 1e9:.1f} | {ms:.1f} | {f_ratio:.2f} | "
+                f"{t_ratio:.2f} | {t_ratio / f_ratio:.2f} |",
+                flush=True,
+            )
 
     peak = peak_tflops(name)
-    print(f"\n## full-model training stage (all weights trainable), bf16, batch {args.batch}x{args.seq}; "
-          f"peak {peak or '?'} TFLOP/s dense bf16")
+    print(
+        f"\n## full-model training stage (all weights trainable), bf16, batch {args.batch}x{args.seq}; "
+        f"peak {peak or '?'} TFLOP/s dense bf16"
+    )
     print("| mode | TFLOPs/step | ms/step | TFLOP/s | MFU |\n| --- | ---: | ---: | ---: | ---: |")
     models.trainable(full, True)
     stage = mlm_batches(blocks, tokenizer, args.batch, seed=1, device=dev)

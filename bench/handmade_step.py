@@ -5,6 +5,7 @@ frozen by requires_grad, torch's default AdamW over the word embeddings and the 
 
     .venv/bin/python bench/handmade_step.py [--depth 2] [--repeats 5] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,10 @@ def main() -> None:
     batch = mlm_batches(blocks, tokenizer, 32, seed=0)(0)
     model.train()
     ms = median_ms(handmade_step(model, batch), args.repeats)
-    print(f"hand-made HF step, MiniLM depth {args.depth}, batch 32x128, {args.threads} threads, fp32: "
-          f"{ms:.0f} ms/step, {32 * 128 / ms * 1000:.0f} tokens/s")
+    print(
+        f"hand-made HF step, MiniLM depth {args.depth}, batch 32x128, {args.threads} threads, fp32: "
+        f"{ms:.0f} ms/step, {32 * 128 / ms * 1000:.0f} tokens/s"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ numbers are wall seconds on whatever machine runs it, with the threads torch is 
 
     .venv/bin/python bench/init_cost.py --languages de ru --inits focus wechsel [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@ FLOPs); weights stay fp32 in both settings.
 
     .venv/bin/python bench/precision.py [--repeats 5] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,15 +42,19 @@ def main() -> None:
     model, tokenizer = load_mlm("bundled:minilm-l6")
     caps = torch.cpu.get_capabilities()
     flags = [f for f in ("avx512_bf16", "amx_bf16") if caps.get(f)]
-    print(f"# {caps.get('cpu_name')}, bf16 flags {flags or 'none'}, {args.threads} threads, torch {torch.__version__}; "
-          f"MiniLM-L6, median of {args.repeats} after {WARMUPS} warm-ups")
+    print(
+        f"# {caps.get('cpu_name')}, bf16 flags {flags or 'none'}, {args.threads} threads, torch {torch.__version__}; "
+        f"MiniLM-L6, median of {args.repeats} after {WARMUPS} warm-ups"
+    )
     print("| work | batch | fp32 ms | bf16 ms | speed-up | GFLOP/s fp32 | GFLOP/s bf16 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
 
     def row(work: str, shape: str, measure: Callable[[str], tuple[int, float]]) -> None:
         (flops, fp32), (_, bf16) = (measure(p) for p in ("fp32", "bf16"))
-        print(f"| {work} | {shape} | {fp32:.0f} | {bf16:.0f} | {fp32 / bf16:.2f} | "
-              f"{flops / fp32 / 1e6:.0f} | {flops / bf16 / 1e6:.0f} |", flush=True)
+        print(
+            f"| {work} | {shape} | {fp32:.0f} | {bf16:.0f} | {fp32 / bf16:.2f} | {flops / fp32 / 1e6:.0f} | {flops / bf16 / 1e6:.0f} |",
+            flush=True,
+        )
 
     model.train()
     for batch_size, seq in ((16, 64), (32, 128)):
@@ -68,8 +73,11 @@ def main() -> None:
         model.save_pretrained(folder)
         classifier = tasks.classifier(folder, ["a", "b", "c"])
     items = [{"input_ids": torch.randint(1000, len(tokenizer), (64,)).tolist(), "labels": 0} for _ in range(64)]
-    row("(c) classification eval, forward only", "64x64",
-        lambda p: timed(lambda: tasks.evaluate(classifier, items, tokenizer, batch_size=64, precision=p), args.repeats))
+    row(
+        "(c) classification eval, forward only",
+        "64x64",
+        lambda p: timed(lambda: tasks.evaluate(classifier, items, tokenizer, batch_size=64, precision=p), args.repeats),
+    )
 
 
 if __name__ == "__main__":

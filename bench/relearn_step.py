@@ -9,6 +9,7 @@ than the full masked-only step as its FLOPs say: efficiency = time ratio / FLOP 
     .venv/bin/python bench/relearn_step.py --model bundled:minilm-l6-mlm            # MiniLM, vocab 30,522
     .venv/bin/python bench/relearn_step.py --layers 12 --hidden 256 --vocab 8000    # a 12-layer BERT
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ def full_model(args, dev: torch.device):
         return models.load_mlm(args.model)
     words = [f"w{i}" for i in range(args.vocab * 2)]
     tokenizer = models.empty_tokenizer("bert").train_new_from_iterator([" ".join(words)], args.vocab)
-    return models.build_mlm("bert", tokenizer, hidden=args.hidden, layers=args.layers, heads=max(1, args.hidden // 64),
-                            ffn=4 * args.hidden, max_len=args.seq), tokenizer
+    return models.build_mlm(
+        "bert", tokenizer, hidden=args.hidden, layers=args.layers, heads=max(1, args.hidden // 64), ffn=4 * args.hidden, max_len=args.seq
+    ), tokenizer
 
 
 def main() -> None:
@@ -55,10 +57,12 @@ def main() -> None:
     n = len(models.layers(full))
     blocks = torch.randint(5, len(tokenizer), (512, args.seq), dtype=torch.int32)
     batches = mlm_batches(blocks, tokenizer, args.batch, seed=0, device=dev)
-    print(f"# {torch.cpu.get_capabilities().get('cpu_name') if dev.type == 'cpu' else torch.cuda.get_device_name()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {args.precision}; {args.model or 'BERT'} "
-          f"hidden {full.config.hidden_size}, {n} layers, vocab {len(tokenizer)}, batch {args.batch}x{args.seq}; "
-          f"median of {args.repeats} steps of train() after 2 warm-ups")
+    print(
+        f"# {torch.cpu.get_capabilities().get('cpu_name') if dev.type == 'cpu' else torch.cuda.get_device_name()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, {args.precision}; {args.model or 'BERT'} "
+        f"hidden {full.config.hidden_size}, {n} layers, vocab {len(tokenizer)}, batch {args.batch}x{args.seq}; "
+        f"median of {args.repeats} steps of train() after 2 warm-ups"
+    )
     rows = [("full, logits at all positions", n, all_positions_loss), ("full, masked-only logits (baseline)", n, mlm_loss)]
     rows += [(f"mini k={k}, masked-only logits", k, mlm_loss) for k in (4, 2, 1) if k < n]
     print("| body | GFLOPs/step | ms/step | FLOP ratio vs baseline | time ratio vs baseline | efficiency |")

@@ -3,6 +3,7 @@
 The relearning step is timed inside minimodel.method.train.train itself (batch construction, forward,
 backward, fused AdamW, schedule): the interval between two consecutive batch requests is one whole step.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -14,8 +15,9 @@ import torch
 from minimodel.method.train import train
 
 
-def loop_ms(model, loss_fn: Callable[[dict], torch.Tensor], batch_at: Callable[[int], dict], steps: int,
-            precision: str = "fp32", warmups: int = 2) -> tuple[int, float]:
+def loop_ms(
+    model, loss_fn: Callable[[dict], torch.Tensor], batch_at: Callable[[int], dict], steps: int, precision: str = "fp32", warmups: int = 2
+) -> tuple[int, float]:
     """(FLOPs of one step, ms of one step of train() after `warmups` steps; the first counts FLOPs).
 
     On the CPU the median gap between batch requests; on a GPU, where steps are queued ahead and
@@ -33,7 +35,7 @@ def loop_ms(model, loss_fn: Callable[[dict], torch.Tensor], batch_at: Callable[[
     if next(model.parameters()).is_cuda:
         ms = (end - stamps[warmups]) * 1000 / steps
     else:
-        ms = statistics.median((b - a) * 1000 for a, b in zip(stamps[warmups:], [*stamps[warmups + 1:], end]))
+        ms = statistics.median((b - a) * 1000 for a, b in zip(stamps[warmups:], [*stamps[warmups + 1 :], end]))
     return stats["flops"] // total, ms
 
 

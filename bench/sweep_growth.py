@@ -18,6 +18,7 @@ Two stores: the local default (a sqlite file, read and written directly) and clu
 
 Prints one JSON line per (store, kind, N).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,30 @@ BIN = Path(sys.executable).parent
 
 def spec_file(root: Path, data: Path, name: str, uri: str, n: int) -> Path:
     """A grid of n tiny trials (n learning rates) of the synthetic task."""
-    trial_config = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
-                                     "target_corpus": str(data / "corpus" / "{lang}.txt"),
-                                     "task": str(data / "task" / "{lang}" / "{split}.jsonl")},
-                    "adapt": {**TINY["adapt"], "steps": 10, "eval_every": 5}}
+    trial_config = {
+        **TINY,
+        "data": {
+            **TINY["data"],
+            "source_corpus": str(data / "corpus" / "{lang}.txt"),
+            "target_corpus": str(data / "corpus" / "{lang}.txt"),
+            "task": str(data / "task" / "{lang}" / "{split}.jsonl"),
+        },
+        "adapt": {**TINY["adapt"], "steps": 10, "eval_every": 5},
+    }
     rates = [1e-3 * (1 + (n * n + i) / 1e6) for i in range(n)]  # no trial of another size's sweep (cached) among them
-    spec = {"name": name, "storage": str(root / "runs"), "tracking_uri": uri, "trial": trial_config,
-            "languages": ["xx"], "methods": ["standard"], "search": {"adapt.lr": {"type": "choice", "values": rates}},
-            "search_alg": "grid", "max_concurrent": 2, "resources": {"cpus": 1},
-            "stages": {"workers": 1, "cpus_per_worker": 1}}
+    spec = {
+        "name": name,
+        "storage": str(root / "runs"),
+        "tracking_uri": uri,
+        "trial": trial_config,
+        "languages": ["xx"],
+        "methods": ["standard"],
+        "search": {"adapt.lr": {"type": "choice", "values": rates}},
+        "search_alg": "grid",
+        "max_concurrent": 2,
+        "resources": {"cpus": 1},
+        "stages": {"workers": 1, "cpus_per_worker": 1},
+    }
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -67,8 +83,12 @@ def spec_file(root: Path, data: Path, name: str, uri: str, n: int) -> Path:
 def timed_frontier(uri: str, name: str, out: Path) -> float:
     """Wall seconds of `minimodel frontier --experiment NAME` (read, summarise, write and log), its own process."""
     t = time.perf_counter()
-    done = subprocess.run([str(BIN / "minimodel"), "frontier", "--experiment", name, "--tracking-uri", uri,
-                           "--out", str(out)], capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [str(BIN / "minimodel"), "frontier", "--experiment", name, "--tracking-uri", uri, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return time.perf_counter() - t
@@ -78,17 +98,27 @@ def real(uri: str, root: Path, data: Path, n: int, store: str) -> tuple[dict, Pa
     name = f"real{n}"
     path = spec_file(root, data, name, uri, n)
     t = time.perf_counter()
-    done = subprocess.run([str(BIN / "minimodel"), "sweep", str(path)], capture_output=True, text=True, timeout=7200,
-                          env={**os.environ, "RAY_ADDRESS": "local", "TQDM_DISABLE": "1"})
+    done = subprocess.run(
+        [str(BIN / "minimodel"), "sweep", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=7200,
+        env={**os.environ, "RAY_ADDRESS": "local", "TQDM_DISABLE": "1"},
+    )
     wall = time.perf_counter() - t
     if done.returncode:
         raise RuntimeError(done.stdout[-2000:] + done.stderr[-2000:])
     sweep = tracking.latest_sweep(uri, name)
     metrics = MlflowClient(uri).get_run(sweep.run_id).data.metrics
-    return {"store": store, "kind": "real", "trials": n, "sweep_wall_s": round(wall, 1),
-            "trials_wall_s": round(metrics["trials_wall_s"], 1),
-            "ray_overhead_s_per_trial": round(metrics["ray_overhead_s_per_trial"], 2),
-            "frontier_s": round(timed_frontier(uri, name, root / f"frontier-{name}"), 1)}, path
+    return {
+        "store": store,
+        "kind": "real",
+        "trials": n,
+        "sweep_wall_s": round(wall, 1),
+        "trials_wall_s": round(metrics["trials_wall_s"], 1),
+        "ray_overhead_s_per_trial": round(metrics["ray_overhead_s_per_trial"], 2),
+        "frontier_s": round(timed_frontier(uri, name, root / f"frontier-{name}"), 1),
+    }, path
 
 
 def logged(uri: str, root: Path, n: int, store: str, template: Path) -> dict:
@@ -122,10 +152,16 @@ def logged(uri: str, root: Path, n: int, store: str, template: Path) -> dict:
     tracking.end_run(sweep, sweep.run_id)
     tenth = max(1, n // 10)
     ms = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
-    return {"store": store, "kind": "logged", "trials": n, "points_per_trial": len(final["curve"]),
-            "log_point_ms_median": ms(per_point), "log_trial_ms_first_tenth": ms(per_run[:tenth]),
-            "log_trial_ms_last_tenth": ms(per_run[-tenth:]),
-            "frontier_s": round(timed_frontier(uri, name, root / f"frontier-{name}"), 1)}
+    return {
+        "store": store,
+        "kind": "logged",
+        "trials": n,
+        "points_per_trial": len(final["curve"]),
+        "log_point_ms_median": ms(per_point),
+        "log_trial_ms_first_tenth": ms(per_run[:tenth]),
+        "log_trial_ms_last_tenth": ms(per_run[-tenth:]),
+        "frontier_s": round(timed_frontier(uri, name, root / f"frontier-{name}"), 1),
+    }
 
 
 def measure(store: str, uri: str, root: Path, data: Path, sizes_real: list[int], sizes_logged: list[int]) -> None:

@@ -12,6 +12,7 @@ or duplicated.
 
     .venv/bin/python bench/tracking_load.py [--seconds 60] [--writers 16] [--stores sqlite,postgresql]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,16 @@ def writer(index: int, sweep: tracking.SweepRun, until: float, out: multiprocess
         for step in range(1, EVALUATIONS + 1):
             if time.time() >= until:
                 break
-            point = {"step": step * 10, "flops": step * 3e9, "accuracy": 0.5 + step / 100, "macro_f1": 0.4,
-                     "test_accuracy": 0.5, "test_macro_f1": 0.4, "tokens": step * 1e4, "wall_s": step * 0.5}
+            point = {
+                "step": step * 10,
+                "flops": step * 3e9,
+                "accuracy": 0.5 + step / 100,
+                "macro_f1": 0.4,
+                "test_accuracy": 0.5,
+                "test_macro_f1": 0.4,
+                "tokens": step * 1e4,
+                "wall_s": step * 0.5,
+            }
             t = time.perf_counter()
             try:
                 tracking.log_point(sweep, run_id, point, "xx")
@@ -101,8 +110,14 @@ def check(client: MlflowClient, acked: dict[str, list[int]]) -> dict[str, int]:
             duplicated += seen[step] > 1
         extra += sum(n for value, n in seen.items() if value not in steps)  # a write that errored yet landed
         duplicated += sum(n > 1 for n in counted.values())
-    return {"runs": len(acked), "points_acknowledged": sum(map(len, acked.values())), "points_lost": lost,
-            "points_duplicated": duplicated, "points_unacknowledged_but_stored": extra, "params_missing": params_missing}
+    return {
+        "runs": len(acked),
+        "points_acknowledged": sum(map(len, acked.values())),
+        "points_lost": lost,
+        "points_duplicated": duplicated,
+        "points_unacknowledged_but_stored": extra,
+        "params_missing": params_missing,
+    }
 
 
 def load(store: str, backend: str, root: Path, seconds: float, writers: int) -> dict:
@@ -127,10 +142,16 @@ def load(store: str, backend: str, root: Path, seconds: float, writers: int) -> 
         acked = {run: steps for r in reports for run, steps in r["acked"].items()}
         latency = {kind: [x for r in reports for x in r["latency"][kind]] for kind in ("start", "point", "end")}
         errors = sum((Counter(r["errors"]) for r in reports), Counter())
-        return {"store": store, "writers": writers, "seconds": seconds, "server_workers": SERVER_WORKERS,
-                "points_per_s": round(len(latency["point"]) / seconds, 1), "errors": dict(errors),
-                **{f"{kind}_{k}": v for kind in ("point", "start") for k, v in percentiles(latency[kind]).items()},
-                **check(client, acked)}
+        return {
+            "store": store,
+            "writers": writers,
+            "seconds": seconds,
+            "server_workers": SERVER_WORKERS,
+            "points_per_s": round(len(latency["point"]) / seconds, 1),
+            "errors": dict(errors),
+            **{f"{kind}_{k}": v for kind in ("point", "start") for k, v in percentiles(latency[kind]).items()},
+            **check(client, acked),
+        }
     finally:
         stop_server(server)
 

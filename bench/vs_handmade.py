@@ -9,6 +9,7 @@ Targets (issue 8): ours fp32 >= 4x the hand-made fp32; ours bf16 >= 6x it.
 
     .venv/bin/python bench/vs_handmade.py [--rounds 5] [--repeats 3] [--threads 2] [--depth 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ def main() -> None:
     blocks = torch.randint(1000, len(tokenizer), (512, 128), dtype=torch.int32)
     batches = mlm_batches(blocks, tokenizer, 32, seed=0)
     batch = batches(0)
-    print(f"# {torch.cpu.get_capabilities().get('cpu_name')}, {args.threads} threads, torch {torch.__version__}; "
-          f"MiniLM depth {args.depth}, vocab {len(tokenizer)}, batch 32x128; median of {args.repeats} steps, in rounds")
+    print(
+        f"# {torch.cpu.get_capabilities().get('cpu_name')}, {args.threads} threads, torch {torch.__version__}; "
+        f"MiniLM depth {args.depth}, vocab {len(tokenizer)}, batch 32x128; median of {args.repeats} steps, in rounds"
+    )
 
     model.eval()
     with torch.no_grad():
@@ -44,8 +47,10 @@ def main() -> None:
         for precision in ("fp32", "bf16"):
             with autocast(precision, "cpu"):
                 ours = mlm_loss(model, batch)
-            print(f"loss on one batch, {precision}: ours {ours.item():.6f}, hand-made fp32 {theirs.item():.6f}, "
-                  f"|diff| {abs(ours - theirs).item():.2e} ({abs(ours - theirs).item() / theirs.item():.2%})")
+            print(
+                f"loss on one batch, {precision}: ours {ours.item():.6f}, hand-made fp32 {theirs.item():.6f}, "
+                f"|diff| {abs(ours - theirs).item():.2e} ({abs(ours - theirs).item() / theirs.item():.2%})"
+            )
 
     handmade = copy.deepcopy(model).train()
     handmade_fn = handmade_step(handmade, batch)
@@ -60,11 +65,14 @@ def main() -> None:
         ms = {p: loop_ms(m, lambda b, m=m: mlm_loss(m, b), batches, args.repeats, p)[1] for p, m in ours.items()}
         for p in ms:
             speedups[p].append(base / ms[p])
-        print(f"| {r + 1} | {base:.0f} | {ms['fp32']:.0f} | {ms['bf16']:.0f} | "
-              f"{base / ms['fp32']:.2f} | {base / ms['bf16']:.2f} |", flush=True)
+        print(
+            f"| {r + 1} | {base:.0f} | {ms['fp32']:.0f} | {ms['bf16']:.0f} | {base / ms['fp32']:.2f} | {base / ms['bf16']:.2f} |",
+            flush=True,
+        )
     for p, xs in speedups.items():
-        print(f"ours {p} vs hand-made fp32: median {statistics.median(xs):.2f}x over {args.rounds} rounds "
-              f"(range {min(xs):.2f}-{max(xs):.2f})")
+        print(
+            f"ours {p} vs hand-made fp32: median {statistics.median(xs):.2f}x over {args.rounds} rounds (range {min(xs):.2f}-{max(xs):.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The `minimodel` command. Ray and MLflow are imported only by the commands that need them."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,13 +45,29 @@ def cmd_trial(args: argparse.Namespace) -> None:
         if not headed:
             print(f"{'step':>6} {'accuracy':>9} {second:>11} {'GFLOPs':>10} {'tokens':>9} {'wall_s':>8}")
             headed = True
-        print(f"{p['step']:>6} {p['accuracy']:>9.4f} {p[second]:>11.4f} {p['flops'] / 1e9:>10.1f} {p['tokens']:>9} {p['wall_s']:>8.1f}",
-              flush=True)
+        print(
+            f"{p['step']:>6} {p['accuracy']:>9.4f} {p[second]:>11.4f} {p['flops'] / 1e9:>10.1f} {p['tokens']:>9} {p['wall_s']:>8.1f}",
+            flush=True,
+        )
 
     result = run_trial(cfg, cache, show)
-    summary = {k: result[k] for k in ("test_accuracy", "test_macro_f1", "test_exact_match", "english_accuracy",
-                                      "english_macro_f1", "english_exact_match", "flops", "tokens", "wall_s",
-                                      "overlap_tokens", "vocab_size") if k in result}
+    summary = {
+        k: result[k]
+        for k in (
+            "test_accuracy",
+            "test_macro_f1",
+            "test_exact_match",
+            "english_accuracy",
+            "english_macro_f1",
+            "english_exact_match",
+            "flops",
+            "tokens",
+            "wall_s",
+            "overlap_tokens",
+            "vocab_size",
+        )
+        if k in result
+    }
     print(json.dumps(summary, indent=1))
     print(f"cache: {cache}")
 
@@ -83,8 +100,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"exported {arms.arm(cfg)} {args.language} (seed {cfg['adapt']['seed']}) to {folder}")
     if args.register:
         a = cfg["adapt"]
-        tags = {"language": a["language"], "arm": arms.arm(cfg), "method": a["method"], "seed": str(a["seed"]),
-                "trial": run.data.tags.get("key", run_id)}
+        tags = {
+            "language": a["language"],
+            "arm": arms.arm(cfg),
+            "method": a["method"],
+            "seed": str(a["seed"]),
+            "trial": run.data.tags.get("key", run_id),
+        }
         version = registry.register(spec.tracking_uri, run_id, str(folder), args.register, export.pipeline_task(folder), tags)
         print(f"registered model {args.register!r} version {version}, logged in run {run_id}")
 
@@ -113,8 +135,13 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     spec = load_spec(args.spec, args.set)
     if not os.environ.get("RAY_ADDRESS"):  # bound for a cluster: `minimodel sweep` checks it once Ray is up
-        check_resources(spec.resources, spec.stages, machine_resources(), "this machine",
-                        "; a spec for a Ray cluster is checked against it by minimodel sweep (validate skips this with RAY_ADDRESS set)")
+        check_resources(
+            spec.resources,
+            spec.stages,
+            machine_resources(),
+            "this machine",
+            "; a spec for a Ray cluster is checked against it by minimodel sweep (validate skips this with RAY_ADDRESS set)",
+        )
     print(summary(spec))
     print(f"{args.spec}: valid")
 
@@ -186,10 +213,22 @@ def cmd_ui(args: argparse.Namespace) -> None:
     except tracking.TrackingError:  # no sweep yet
         where = address
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
-               "--workers", str(args.workers),
-               *(["--artifacts-destination", args.artifacts_destination] if args.artifacts_destination else []),
-               *(["--app-name", args.app_name] if args.app_name else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+        *(["--artifacts-destination", args.artifacts_destination] if args.artifacts_destination else []),
+        *(["--app-name", args.app_name] if args.app_name else []),
+    ]
     print(f"MLflow UI: {where} (Ctrl-C to stop)", flush=True)
     os.execvp(command[0], command)
 
@@ -204,8 +243,12 @@ def parser() -> argparse.ArgumentParser:
     trial.add_argument("--language", help="target language (default: the spec's first)")
     trial.set_defaults(run=cmd_trial)
 
-    overrides = dict(action="append", default=[], metavar="KEY=VALUE",
-                     help="override a spec key, e.g. trial.adapt.steps=50 or search.adapt.depth.high=3 (YAML-typed)")
+    overrides = dict(
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key, e.g. trial.adapt.steps=50 or search.adapt.depth.high=3 (YAML-typed)",
+    )
     validate = sub.add_parser("validate", help="check a sweep spec and say what it would run")
     validate.add_argument("spec", help="sweep YAML")
     validate.add_argument("--set", **overrides)
@@ -215,8 +258,9 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("spec", help="sweep YAML")
     sweep.add_argument("--set", **overrides)
     sweep.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this sweep")
-    sweep.add_argument("--verbose", action="store_true",
-                       help="also print Ray's own INFO lines and known-harmless notices (kept in Ray's log files anyway)")
+    sweep.add_argument(
+        "--verbose", action="store_true", help="also print Ray's own INFO lines and known-harmless notices (kept in Ray's log files anyway)"
+    )
     sweep.set_defaults(run=cmd_sweep)
 
     confirm = sub.add_parser("confirm", help="run a tuning sweep's chosen config per arm on fresh seeds, print the frontier")
@@ -233,12 +277,17 @@ def parser() -> argparse.ArgumentParser:
     front.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
     front.add_argument("--tracking-uri", help="default: the spec's, else sqlite:///./mlflow.db")
     front.add_argument("--run-id", help="parent run of the sweep (default: the latest)")
-    front.add_argument("--points", metavar="FILE",
-                       help="recompute the frontier from an evaluations.csv (written beside every frontier), without MLflow")
+    front.add_argument(
+        "--points", metavar="FILE", help="recompute the frontier from an evaluations.csv (written beside every frontier), without MLflow"
+    )
     front.add_argument("--out", help="folder for frontier.csv, frontier.md, frontier.png, evaluations.csv")
-    front.add_argument("--tolerance", type=float, default=0.01,
-                       help="the target is the baseline's plateau minus this accuracy (default 0.01: one point); "
-                            "a larger one asks what reaching a lower accuracy costs")
+    front.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="the target is the baseline's plateau minus this accuracy (default 0.01: one point); "
+        "a larger one asks what reaching a lower accuracy costs",
+    )
     front.set_defaults(run=cmd_frontier)
 
     exp = sub.add_parser("export", help="write a trial's adapted model as a standalone Hugging Face folder")
@@ -256,9 +305,13 @@ def parser() -> argparse.ArgumentParser:
 
     pred = sub.add_parser("predict", help="classify or answer with an exported model (JSONL out)")
     pred.add_argument("folder", help="a folder written by `minimodel export`")
-    pred.add_argument("texts", nargs="*", metavar="TEXT",
-                      help="texts to classify, or questions with --context; none: JSONL rows on stdin "
-                           "({\"text\"[, \"text_pair\"]} or {\"question\", \"context\"})")
+    pred.add_argument(
+        "texts",
+        nargs="*",
+        metavar="TEXT",
+        help="texts to classify, or questions with --context; none: JSONL rows on stdin "
+        '({"text"[, "text_pair"]} or {"question", "context"})',
+    )
     pred.add_argument("--context", help="the context the TEXT questions are about (QA models)")
     pred.set_defaults(run=cmd_predict)
 

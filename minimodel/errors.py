@@ -3,6 +3,7 @@
 Its message is one line that names the culprit; the CLI prints it as `minimodel: error: ...` and exits 2.
 Nothing else lives here (but how that line is written), so any layer (the MLflow glue too) can raise one without importing torch.
 """
+
 from __future__ import annotations
 
 

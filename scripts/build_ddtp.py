@@ -54,16 +54,40 @@ SECTION_TOPIC = {section: topic for topic, sections in TOPICS.items() for sectio
 
 # Extra unlabeled text: (package, language). manpages-xx keep pages under usr/share/man/<lang>;
 # English `manpages` under usr/share/man/man*. fortunes-zh is classical poetry and is left out.
-MANPAGES = [("manpages", "en"), ("manpages-de", "de"), ("manpages-fr", "fr"), ("manpages-es", "es"),
-            ("manpages-ru", "ru"), ("manpages-ja", "ja"), ("manpages-zh", "zh_CN"),
-            ("manpages-uk", "uk"), ("manpages-pl", "pl"), ("manpages-it", "it"),
-            ("manpages-da", "da"), ("manpages-pt-br", "pt_BR"), ("manpages-cs", "cs")]
-FORTUNES = [("fortunes", "en"), ("fortunes-min", "en"), ("fortunes-de", "de"), ("fortunes-es", "es"),
-            ("fortunes-ru", "ru"), ("fortunes-it", "it"), ("fortunes-pl", "pl"), ("fortunes-cs", "cs")]
+MANPAGES = [
+    ("manpages", "en"),
+    ("manpages-de", "de"),
+    ("manpages-fr", "fr"),
+    ("manpages-es", "es"),
+    ("manpages-ru", "ru"),
+    ("manpages-ja", "ja"),
+    ("manpages-zh", "zh_CN"),
+    ("manpages-uk", "uk"),
+    ("manpages-pl", "pl"),
+    ("manpages-it", "it"),
+    ("manpages-da", "da"),
+    ("manpages-pt-br", "pt_BR"),
+    ("manpages-cs", "cs"),
+]
+FORTUNES = [
+    ("fortunes", "en"),
+    ("fortunes-min", "en"),
+    ("fortunes-de", "de"),
+    ("fortunes-es", "es"),
+    ("fortunes-ru", "ru"),
+    ("fortunes-it", "it"),
+    ("fortunes-pl", "pl"),
+    ("fortunes-cs", "cs"),
+]
 # Non-Latin languages: a man page paragraph counts only if most letters are in the language's
 # script (10-20% of ru/zh man page paragraphs are untranslated English).
-SCRIPT = {"ru": "[\u0400-\u04ff]", "uk": "[\u0400-\u04ff]", "ja": "[\u3040-\u30ff\u4e00-\u9fff]",
-          "zh_CN": "[\u4e00-\u9fff]", "ko": "[\uac00-\ud7af]"}
+SCRIPT = {
+    "ru": "[\u0400-\u04ff]",
+    "uk": "[\u0400-\u04ff]",
+    "ja": "[\u3040-\u30ff\u4e00-\u9fff]",
+    "zh_CN": "[\u4e00-\u9fff]",
+    "ko": "[\uac00-\ud7af]",
+}
 
 
 def normalise(text: str) -> str:
@@ -79,18 +103,31 @@ def split_of(source: str) -> str:
 
 # --- apt ---------------------------------------------------------------------------------------
 
+
 def apt_options(work: Path, languages: list[str]) -> list[str]:
     """Private lists, cache and sources, so nothing of the machine's apt state is read or changed."""
     (work / "lists/partial").mkdir(parents=True, exist_ok=True)
     (work / "cache/archives/partial").mkdir(parents=True, exist_ok=True)
     (work / "sources.d").mkdir(exist_ok=True)
     (work / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {SUITE} main\n")
-    return ["-o", f"Dir::State::Lists={work}/lists", "-o", f"Dir::Cache={work}/cache",
-            "-o", f"Dir::Etc::SourceList={work}/sources.list",
-            "-o", f"Dir::Etc::SourceParts={work}/sources.d",
-            "-o", "APT::Architecture=amd64", "-o", "APT::Architectures=amd64",
-            "-o", "APT::Sandbox::User=root",  # a mkdtemp folder is not writable by _apt
-            "-o", "Acquire::Languages=" + ",".join(languages)]
+    return [
+        "-o",
+        f"Dir::State::Lists={work}/lists",
+        "-o",
+        f"Dir::Cache={work}/cache",
+        "-o",
+        f"Dir::Etc::SourceList={work}/sources.list",
+        "-o",
+        f"Dir::Etc::SourceParts={work}/sources.d",
+        "-o",
+        "APT::Architecture=amd64",
+        "-o",
+        "APT::Architectures=amd64",
+        "-o",
+        "APT::Sandbox::User=root",  # a mkdtemp folder is not writable by _apt
+        "-o",
+        "Acquire::Languages=" + ",".join(languages),
+    ]
 
 
 def list_file(work: Path, pattern: str) -> str:
@@ -98,8 +135,7 @@ def list_file(work: Path, pattern: str) -> str:
     paths = glob.glob(str(work / "lists" / pattern))
     if len(paths) != 1:
         raise SystemExit(f"expected one index matching {pattern}, found {paths}")
-    return subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", paths[0]],
-                          check=True, capture_output=True, text=True).stdout
+    return subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", paths[0]], check=True, capture_output=True, text=True).stdout
 
 
 def blocks(text: str):
@@ -147,22 +183,23 @@ def translations(work: Path, language: str) -> dict[str, str]:
 
 # --- man pages and fortunes --------------------------------------------------------------------
 
+
 def fetch_debs(work: Path, options: list[str], packages: list[str]) -> tuple[Path, dict[str, str]]:
     """`apt-get download` each package and `dpkg -x` it into its own folder under work/pkgs.
 
     Returns that folder and the version of each package, for the manifest."""
     debs = work / "debs"
     debs.mkdir(exist_ok=True)
-    subprocess.run(["apt-get", "-q", *options, "download", *packages], cwd=debs, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "-q", *options, "download", *packages], cwd=debs, check=True, stdout=subprocess.DEVNULL)
     root = work / "pkgs"
     root.mkdir(exist_ok=True)
     versions = {}
     for package in packages:
         (deb,) = debs.glob(f"{package}_*.deb")
         subprocess.run(["dpkg", "-x", str(deb), str(root / package)], check=True)
-        versions[package] = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], check=True,
-                                           capture_output=True, text=True).stdout.strip()
+        versions[package] = subprocess.run(
+            ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+        ).stdout.strip()
     return root, versions
 
 
@@ -178,8 +215,7 @@ def keep_paragraph(text: str, language: str, min_chars: int) -> bool:
 
 def render_man(path: Path, language: str) -> list[str]:
     """One paragraph per document; a very wide MANWIDTH makes groff put each paragraph on one line."""
-    page = subprocess.run(["man", "-l", "-E", "UTF-8", str(path)], capture_output=True,
-                          env={**os.environ, "MANWIDTH": "10000"}).stdout
+    page = subprocess.run(["man", "-l", "-E", "UTF-8", str(path)], capture_output=True, env={**os.environ, "MANWIDTH": "10000"}).stdout
     plain = subprocess.run(["col", "-bx"], input=page, capture_output=True).stdout.decode()
     lines = plain.split("\n")[1:-2]  # header and footer lines
     docs = []
@@ -214,8 +250,13 @@ def fortune_docs(root: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for package, language in FORTUNES:
         for path in sorted((root / package / "usr/share/games/fortunes").rglob("*")):
-            if (not path.is_file() or path.is_symlink() or path.suffix in (".dat", ".u8")
-                    or "off" in path.parts or path.name in ("art", "ascii-art")):
+            if (
+                not path.is_file()
+                or path.is_symlink()
+                or path.suffix in (".dat", ".u8")
+                or "off" in path.parts
+                or path.name in ("art", "ascii-art")
+            ):
                 continue
             try:
                 text = path.read_text(encoding="utf-8")
@@ -229,6 +270,7 @@ def fortune_docs(root: Path) -> dict[str, list[str]]:
 
 
 # --- assembling the benchmark ------------------------------------------------------------------
+
 
 def packages_index(work: Path) -> tuple[dict[str, tuple[str, str, str | None]], set[str]]:
     """Description-md5 -> (source, package, topic) of its first package, and the md5s of every
@@ -284,8 +326,7 @@ def corpus_docs(origin: dict[str, list[str]], held_out_text: set[str], cap_bytes
 def build(out: Path, work: Path, cap_bytes: int) -> None:
     options = apt_options(work, ["en", *TARGETS])
     subprocess.run(["apt-get", "-q", *options, "update"], check=True, stdout=subprocess.DEVNULL)
-    release = next(line for line in list_file(work, f"*_dists_{SUITE}_InRelease").split("\n")
-                   if line.startswith("Date:"))[5:].strip()
+    release = next(line for line in list_file(work, f"*_dists_{SUITE}_InRelease").split("\n") if line.startswith("Date:"))[5:].strip()
 
     md5_info, held_out_md5 = packages_index(work)
     texts = {"en": translations(work, "en")}
@@ -294,17 +335,19 @@ def build(out: Path, work: Path, cap_bytes: int) -> None:
     train_texts = {normalise(r["text"]) for r in task["en"]["train"]}
     for language in TARGETS:
         texts[language] = translations(work, language)
-        task[language] = {split: [{"text": texts[language][md5], "label": label}
-                                  for md5, _, label in items[split]
-                                  if md5 in texts[language]
-                                  and normalise(texts[language][md5]) not in train_texts]
-                          for split in ("dev", "test")}
+        task[language] = {
+            split: [
+                {"text": texts[language][md5], "label": label}
+                for md5, _, label in items[split]
+                if md5 in texts[language] and normalise(texts[language][md5]) not in train_texts
+            ]
+            for split in ("dev", "test")
+        }
         if len(task[language]["test"]) < MIN_TEST:
             print(f"{language}: only {len(task[language]['test'])} test items, left out")
             del task[language], texts[language]
 
-    held_out_text = {normalise(r["text"]) for splits in task.values()
-                     for split, rows in splits.items() if split != "train" for r in rows}
+    held_out_text = {normalise(r["text"]) for splits in task.values() for split, rows in splits.items() if split != "train" for r in rows}
     root, versions = fetch_debs(work, options, [p for p, _ in MANPAGES + FORTUNES])
     extra = {"man": man_docs(root), "fortunes": fortune_docs(root)}
     corpus, corpus_sources = {}, {}
@@ -314,8 +357,7 @@ def build(out: Path, work: Path, cap_bytes: int) -> None:
         cap = float("inf") if language == "en" else cap_bytes  # the source corpus is kept whole
         corpus[language], corpus_sources[language] = corpus_docs(origin, held_out_text, cap)
 
-    write_snapshot(out, task, corpus, corpus_sources, {"release_date": release, "packages": versions},
-                   cap_bytes)
+    write_snapshot(out, task, corpus, corpus_sources, {"release_date": release, "packages": versions}, cap_bytes)
 
 
 def write_xz(path: Path, lines: list[str]) -> str:
@@ -347,14 +389,21 @@ def write_snapshot(out: Path, task, corpus, corpus_sources, archive: dict, cap_b
             name = f"task/{language}/{split}.jsonl.xz"
             digest = write_xz(out / name, [json.dumps(r, ensure_ascii=False) for r in rows])
             manifest["task"].setdefault(language, {})[split] = {
-                "file": name, "sha256": digest, "count": len(rows),
-                "classes": dict(sorted(Counter(r["label"] for r in rows).items()))}
+                "file": name,
+                "sha256": digest,
+                "count": len(rows),
+                "classes": dict(sorted(Counter(r["label"] for r in rows).items())),
+            }
     for language, docs in corpus.items():
         name = f"corpus/{language}.txt.xz"
         digest = write_xz(out / name, docs)
         manifest["corpus"][language] = {
-            "file": name, "sha256": digest, "docs": len(docs),
-            "bytes": sum(len(d.encode()) + 1 for d in docs), "sources": corpus_sources[language]}
+            "file": name,
+            "sha256": digest,
+            "docs": len(docs),
+            "bytes": sum(len(d.encode()) + 1 for d in docs),
+            "sources": corpus_sources[language],
+        }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"wrote {out}: {total / 1e6:.1f} MB")
@@ -364,9 +413,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "data/ddtp-topic")
     parser.add_argument("--work", type=Path, help="keep downloads here (default: a temporary folder)")
-    parser.add_argument("--corpus-cap-mb", type=float, default=6.0,
-                        help="uncompressed MB of unlabeled text kept per target language (keeps the "
-                             "snapshot under 25 MB); the English corpus is kept whole")
+    parser.add_argument(
+        "--corpus-cap-mb",
+        type=float,
+        default=6.0,
+        help="uncompressed MB of unlabeled text kept per target language (keeps the "
+        "snapshot under 25 MB); the English corpus is kept whole",
+    )
     args = parser.parse_args()
     if shutil.which("man") is None:
         subprocess.run(["apt-get", "-q", "update"], check=True)

@@ -11,6 +11,7 @@ the head trainable, the top `--top-layers` layers (by default all six: 0.34) tra
 the head (its decoder not stored) and those layers in bf16, with a JSON record of the command, the
 held-out masked accuracy curve and the wall time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,33 +50,47 @@ def main() -> None:
     torch.manual_seed(0)
     started = time.time()
     model, tokenizer = load_mlm("bundled:minilm-l6")
-    blocks = pack(tokenizer(data.read_corpus("bundled:ddtp-topic", "en", 20000), truncation=False)["input_ids"],
-                  args.seq_len)
-    held = [mlm_batches(blocks[:HELD_OUT], tokenizer, args.batch_size, seed=12345)(i)
-            for i in range(HELD_OUT // args.batch_size)]
+    blocks = pack(tokenizer(data.read_corpus("bundled:ddtp-topic", "en", 20000), truncation=False)["input_ids"], args.seq_len)
+    held = [mlm_batches(blocks[:HELD_OUT], tokenizer, args.batch_size, seed=12345)(i) for i in range(HELD_OUT // args.batch_size)]
     batches = mlm_batches(blocks[HELD_OUT:], tokenizer, args.batch_size, seed=0)
-    top = layers(model)[len(layers(model)) - args.top_layers:]
-    record = {"command": "python scripts/restore_minilm_head.py " + " ".join(sys.argv[1:]), "args": vars(args) | {"out": None},
-              "held_out_before": mlm_eval(model, held)}
+    top = layers(model)[len(layers(model)) - args.top_layers :]
+    record = {
+        "command": "python scripts/restore_minilm_head.py " + " ".join(sys.argv[1:]),
+        "args": vars(args) | {"out": None},
+        "held_out_before": mlm_eval(model, held),
+    }
     trainable(model, False)
     trainable(mlm_head(model), True)
     model.get_input_embeddings().weight.requires_grad_(False)  # the decoder is tied to it
     common = dict(evaluate=lambda: mlm_eval(model, held), eval_every=50, precision="auto")
-    record["head"] = train(model, lambda b: mlm_loss(model, b), batches, steps=args.head_steps, lr=args.head_lr,
-                           desc="head", **common)["curve"]
+    record["head"] = train(model, lambda b: mlm_loss(model, b), batches, steps=args.head_steps, lr=args.head_lr, desc="head", **common)[
+        "curve"
+    ]
     trainable(top, True)
-    record["top"] = train(model, lambda b: mlm_loss(model, b), lambda i: batches(args.head_steps + i), steps=args.steps,
-                          lr=args.lr, desc="head + top layers", **common)["curve"]
+    record["top"] = train(
+        model,
+        lambda b: mlm_loss(model, b),
+        lambda i: batches(args.head_steps + i),
+        steps=args.steps,
+        lr=args.lr,
+        desc="head + top layers",
+        **common,
+    )["curve"]
     record["held_out_after"] = mlm_eval(model, held)
     record["wall_s"] = round(time.time() - started)
     prefixes = ("cls.", *(f"bert.encoder.layer.{i}." for i in range(len(layers(model)) - args.top_layers, len(layers(model)))))
-    tensors = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()
-               if k.startswith(prefixes) and not k.endswith("decoder.weight")}
+    tensors = {
+        k: v.detach().to(torch.bfloat16).contiguous()
+        for k, v in model.state_dict().items()
+        if k.startswith(prefixes) and not k.endswith("decoder.weight")
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, args.out / "head.safetensors")
     (args.out / "head.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(f"held-out English masked accuracy {record['held_out_before']['mlm_accuracy']:.3f} -> "
-          f"{record['held_out_after']['mlm_accuracy']:.3f} in {record['wall_s']} s; wrote {args.out}")
+    print(
+        f"held-out English masked accuracy {record['held_out_before']['mlm_accuracy']:.3f} -> "
+        f"{record['held_out_after']['mlm_accuracy']:.3f} in {record['wall_s']} s; wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

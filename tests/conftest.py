@@ -1,6 +1,7 @@
 """Shared fixtures: tiny models and a synthetic topic language (tests must run in seconds on 2 cores),
 and what costs seconds to start, started once per run: one local Ray runtime, one MLflow server, one
 stage cache."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,7 @@ def toy_data(tmp_path_factory) -> dict:
     """Local files of the synthetic topic task in English and in a ciphered copy ("xx")."""
     root = tmp_path_factory.mktemp("toy")
     write_language(root)
-    return {"corpus": str(root / "corpus" / "{lang}.txt"), "task": str(root / "task" / "{lang}" / "{split}.jsonl"),
-            "root": root}
+    return {"corpus": str(root / "corpus" / "{lang}.txt"), "task": str(root / "task" / "{lang}" / "{split}.jsonl"), "root": root}
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +74,7 @@ def ray_session(_ray_runtime):
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, logging_level="WARNING",
-                 runtime_env={"env_vars": {"TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}})
+        ray.init(num_cpus=2, logging_level="WARNING", runtime_env={"env_vars": {"TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}})
     return ray
 
 

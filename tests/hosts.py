@@ -6,6 +6,7 @@ nothing else. All hosts see the same file system (namespaces separate the networ
 on a shared file system do. Losing a host is killing every process in its namespace. Needs root
 and iproute2.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,14 +47,14 @@ class Hosts:
 
     def popen(self, host: int, argv: list[str], env: dict, log) -> subprocess.Popen:
         """A process on a host (its own session, so it can be ended alone)."""
-        process = subprocess.Popen(["ip", "netns", "exec", self.names[host], *argv], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.names[host], *argv], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started.append(process)
         return process
 
     def run(self, host: int, argv: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.names[host], *argv], env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(["ip", "netns", "exec", self.names[host], *argv], env=env, capture_output=True, text=True, timeout=timeout)
 
     def kill(self, host: int) -> int:
         """SIGKILL every process of a host (the machine is lost); returns how many."""

@@ -1,4 +1,5 @@
 """A real `mlflow server` on 127.0.0.1 for the tests that talk to MLflow over HTTP."""
+
 from __future__ import annotations
 
 import os
@@ -16,10 +17,26 @@ def start_server(root, port: int, store: str | None = None, workers: int = 1) ->
     under `root` (runs in sqlite there unless `store` names another backend store); returns once it answers."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store or f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "a"), start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            store or f"sqlite:///{root}/mlflow.db",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "server.log", "a"),
+        start_new_session=True,
     )
     for _ in range(240):
         try:

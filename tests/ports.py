@@ -1,4 +1,5 @@
 """A free TCP port on 127.0.0.1, for the servers the tests start (never a fixed one: runs share machines)."""
+
 from __future__ import annotations
 
 import socket

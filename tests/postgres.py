@@ -4,6 +4,7 @@ tests that need a real database behind MLflow: initdb in a temporary folder, sta
 
 PostgreSQL refuses to run as root: as root the server runs as the `postgres` user the package creates.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,17 +43,34 @@ def server(database: str = "mlflow") -> Iterator[str]:
     data, port = folder / "data", free_port()
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
-    run = lambda *cmd: subprocess.run(_as_owner([str(bin_dir / cmd[0]), *cmd[1:]]), check=True,  # noqa: E731
-                                      capture_output=True, text=True)
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_as_owner([str(bin_dir / cmd[0]), *cmd[1:]]), check=True, capture_output=True, text=True)
+
     proc = None
     try:
         run("initdb", "-D", str(data), "-U", "mlflow", "--auth=trust", "--encoding=UTF8", "--no-sync")
-        proc = subprocess.Popen(_as_owner([str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-                                           "-k", str(folder), "-c", "max_connections=200"]),
-                                stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "w"))
+        proc = subprocess.Popen(
+            _as_owner(
+                [
+                    str(bin_dir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(folder),
+                    "-c",
+                    "max_connections=200",
+                ]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=open(folder / "server.log", "w"),
+        )
         for _ in range(120):
-            if subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                              capture_output=True).returncode == 0:
+            if subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode == 0:
                 break
             if proc.poll() is not None:
                 raise RuntimeError(f"postgres exited: {(folder / 'server.log').read_text()[-2000:]}")
@@ -62,7 +80,8 @@ def server(database: str = "mlflow") -> Iterator[str]:
     finally:
         if proc is not None:
             # fast shutdown (ends the sessions left open), waiting until the server is gone
-            subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"]),
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                _as_owner([str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"]), capture_output=True, timeout=60
+            )
             proc.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)

@@ -8,6 +8,7 @@ relearned embeddings for the topic words can make the English model read the cip
 (With no shared token at all, a toy-sized model relearned from random init lands on a permuted
 solution of equal MLM loss; docs/DATA-SOURCES.md notes the same on real German at CPU-sized budgets.)
 """
+
 from __future__ import annotations
 
 import json

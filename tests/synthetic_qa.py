@@ -6,6 +6,7 @@ Nothing in the question matches the context's surface: only what the words mean 
 learned by MLM) finds the answer. The ciphered copy ("xx") maps words through synthetic.cipher(), so
 its answers are known exactly, and only relearned embeddings let the English-trained span head read it.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,7 @@ QUESTION_WORDS = 3
 def _item(sentences: list[str], question: str, target: int, qid: str) -> dict:
     context = SEPARATOR.join(sentences)
     start = sum(len(s) + len(SEPARATOR) for s in sentences[:target])
-    return {"id": qid, "context": context, "question": question,
-            "answers": {"text": [sentences[target]], "answer_start": [start]}}
+    return {"id": qid, "context": context, "question": question, "answers": {"text": [sentences[target]], "answer_start": [start]}}
 
 
 def _draw(rng: random.Random, words: tuple[int, int]) -> tuple[list[str], str, int]:
@@ -47,9 +47,19 @@ def encipher_word(word: str, table: dict[str, str]) -> str:
 
 def squad_json(rows: list[dict]) -> str:
     """QA rows as a SQuAD v1.1 file: data > paragraphs > qas."""
-    paragraphs = [{"context": r["context"], "qas": [{"id": r["id"], "question": r["question"], "answers": [
-        {"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
-        for r in rows]
+    paragraphs = [
+        {
+            "context": r["context"],
+            "qas": [
+                {
+                    "id": r["id"],
+                    "question": r["question"],
+                    "answers": [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])],
+                }
+            ],
+        }
+        for r in rows
+    ]
     return json.dumps({"version": "1.1", "data": [{"title": "synthetic", "paragraphs": paragraphs}]})
 
 
@@ -68,7 +78,9 @@ def write_qa(root: Path, train: int = 800, dev: int = 150, test: int = 200) -> d
         for split, draws in splits.items():
             if lang == "xx" and split == "train":
                 continue
-            rows = [_item([convert(s) for s in sentences], convert(question), target, f"{split}-{i}")
-                    for i, (sentences, question, target) in enumerate(draws)]
+            rows = [
+                _item([convert(s) for s in sentences], convert(question), target, f"{split}-{i}")
+                for i, (sentences, question, target) in enumerate(draws)
+            ]
             (folder / f"{split}.json").write_text(squad_json(rows))
     return {"corpus": str(root / "corpus" / "{lang}.txt"), "task": str(root / "qa" / "{lang}" / "{split}.json")}

@@ -1,4 +1,5 @@
 """Adding an arm is one entry in minimodel.experiment.arms.ARMS: the spec, the grid and the pipeline take it from there."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,22 +9,39 @@ from minimodel.experiment.spec import SpecError, validate
 
 # A real question in one entry: is MiniJoint worth its joint pretraining against plain standard
 # adaptation (not against standard through the same joint model, its usual baseline)?
-JOINT_ALONE = arms.Arm("minijoint-alone", "MiniJoint against plain standard", "embeddings relearned through MiniJoint's "
-                       "mini-model", ("source", "finetune"), ("source", "mini"), arms.STANDARD,
-                       one_off=arms.second_head_flops, joint=True)
+JOINT_ALONE = arms.Arm(
+    "minijoint-alone",
+    "MiniJoint against plain standard",
+    "embeddings relearned through MiniJoint's mini-model",
+    ("source", "finetune"),
+    ("source", "mini"),
+    arms.STANDARD,
+    one_off=arms.second_head_flops,
+    joint=True,
+)
 
 
 def tiny_spec(toy_data: dict, tmp_path, methods: list[str]) -> dict:
     corpus = toy_data["corpus"]
     return {
-        "name": "one-entry", "storage": str(tmp_path / "runs"), "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "languages": ["xx"], "methods": methods, "search_alg": "grid",
+        "name": "one-entry",
+        "storage": str(tmp_path / "runs"),
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "languages": ["xx"],
+        "methods": methods,
+        "search_alg": "grid",
         "search": {"adapt.depth": {"type": "int", "low": 1, "high": 2}},
         "trial": {
             "model": {"name": "scratch", "hidden": 32, "layers": 3, "heads": 2, "ffn": 64, "vocab_size": 300},
             "pretrain": {"steps": 20, "lr": 3e-3, "batch_size": 16},
-            "data": {"source_corpus": corpus, "task": toy_data["task"], "target_corpus": corpus, "seq_len": 32,
-                     "max_docs": 400, "max_eval": 40},
+            "data": {
+                "source_corpus": corpus,
+                "task": toy_data["task"],
+                "target_corpus": corpus,
+                "seq_len": 32,
+                "max_docs": 400,
+                "max_eval": 40,
+            },
             "finetune": {"steps": 10, "batch_size": 16},
             "adapt": {"vocab_size": 300, "steps": 10, "eval_every": 5, "batch_size": 16},
         },

@@ -3,6 +3,7 @@ anything starts (no Ray for what validation can see; the cluster's resources onc
 
 The README's "Bad input" table lists the same kinds, tried on sweeps/demo.yaml.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,11 +53,27 @@ def bad(toy_data, tmp_path_factory) -> dict[str, str]:
     (root / "oldcorpus").mkdir()
     (root / "oldcorpus" / "oldcorpus.py").write_text("import datasets\n")
     (root / "syntax.yaml").write_text("name: toy\nlanguages: [xx\n")
-    trial = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "target_corpus": str(data / "corpus" / "{lang}.txt"), "task": str(data / "task" / task)}}
-    spec = {"name": "toy", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db", "trial": trial,
-            "languages": ["xx"], "methods": ["standard", "minipost"], "search": {"adapt.depth": {"type": "choice", "values": [1]}},
-            "search_alg": "grid", "resources": {"cpus": 1}, "stages": {"workers": 1, "cpus_per_worker": 1}}
+    trial = {
+        **TINY,
+        "data": {
+            **TINY["data"],
+            "source_corpus": str(data / "corpus" / "{lang}.txt"),
+            "target_corpus": str(data / "corpus" / "{lang}.txt"),
+            "task": str(data / "task" / task),
+        },
+    }
+    spec = {
+        "name": "toy",
+        "storage": str(root / "runs"),
+        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+        "trial": trial,
+        "languages": ["xx"],
+        "methods": ["standard", "minipost"],
+        "search": {"adapt.depth": {"type": "choice", "values": [1]}},
+        "search_alg": "grid",
+        "resources": {"cpus": 1},
+        "stages": {"workers": 1, "cpus_per_worker": 1},
+    }
     (root / "toy.yaml").write_text(yaml.safe_dump(spec))
     return {"root": str(root), "spec": str(root / "toy.yaml"), "task": task}
 
@@ -73,39 +90,75 @@ CASES = [
     ("batch size 0", "validate {spec} --set trial.finetune.batch_size=0", "trial.finetune.batch_size: must be at least 1 (got 0)"),
     ("eval_every > steps", "validate {spec} --set trial.adapt.eval_every=50", "trial.adapt.eval_every: evaluating every 50 steps of 20"),
     ("warmup > 1", "validate {spec} --set trial.adapt.warmup=1.5", "trial.adapt.warmup: must be between 0 and 1 (got 1.5)"),
-    ("search low > high", "validate {spec} --set 'search.adapt.lr={{type: loguniform, low: 0.1, high: 0.01}}'",
-     "search.adapt.lr: low 0.1 is greater than high 0.01"),
-    ("retired key", "validate {spec} --set trial.adapt.through_joint=true",
-     "trial.adapt.through_joint: retired; MiniJoint's baseline is the arm adapt.method: standard-through-joint"),
+    (
+        "search low > high",
+        "validate {spec} --set 'search.adapt.lr={{type: loguniform, low: 0.1, high: 0.01}}'",
+        "search.adapt.lr: low 0.1 is greater than high 0.01",
+    ),
+    (
+        "retired key",
+        "validate {spec} --set trial.adapt.through_joint=true",
+        "trial.adapt.through_joint: retired; MiniJoint's baseline is the arm adapt.method: standard-through-joint",
+    ),
     ("--set path that does not exist", "validate {spec} --set trial.adapt.nothing.x=3", "trial.adapt.nothing: unknown key"),
     ("--set into a value", "validate {spec} --set name.first=x", "--set name.first: 'name' is not a mapping"),
-    ("missing data files", "validate {spec} --set trial.data.task=/nowhere/{{lang}}/{{split}}.jsonl",
-     "trial.data.task: no file matches /nowhere/{{lang}}/{{split}}.jsonl"),
+    (
+        "missing data files",
+        "validate {spec} --set trial.data.task=/nowhere/{{lang}}/{{split}}.jsonl",
+        "trial.data.task: no file matches /nowhere/{{lang}}/{{split}}.jsonl",
+    ),
     ("missing split", "validate {spec} --set trial.data.task={root}/nosplit/{task}", "nosplit/xx/test.jsonl: no such file"),
-    ("empty corpus", "validate {spec} --set trial.data.target_corpus={root}/empty/{{lang}}.txt",
-     "trial.data.target_corpus: {root}/empty/xx.txt: empty corpus"),
+    (
+        "empty corpus",
+        "validate {spec} --set trial.data.target_corpus={root}/empty/{{lang}}.txt",
+        "trial.data.target_corpus: {root}/empty/xx.txt: empty corpus",
+    ),
     ("malformed JSONL", "validate {spec} --set trial.data.task={root}/badjson/{task}", "badjson/xx/dev.jsonl:3: not JSON"),
-    ("label never trained", "validate {spec} --set trial.data.task={root}/badlabel/{task}",
-     "badlabel/xx/test.jsonl:5: label 'cooking' not among the training labels"),
+    (
+        "label never trained",
+        "validate {spec} --set trial.data.task={root}/badlabel/{task}",
+        "badlabel/xx/test.jsonl:5: label 'cooking' not among the training labels",
+    ),
     ("unknown language", "validate {spec} --set languages=[xx,zz]", "languages: zz not in"),
-    ("unknown model", "validate {spec} --set trial.model.name=no-such-model-xyz",
-     "trial.model.name: no-such-model-xyz is not a local folder, not in the Hugging Face cache"),
-    ("model without tokenizer", "validate {spec} --set trial.model.name={root}/notokenizer --set trial.pretrain.head_steps=5",
-     "notokenizer has no tokenizer"),
-    ("not a masked LM family", "validate {spec} --set trial.model.name={root}/gpt --set trial.pretrain.head_steps=5",
-     "gpt is a 'gpt2' model; supported masked LMs: bert, roberta, xlm-roberta"),
-    ("vocabulary beyond the corpus", "validate {spec} --set trial.adapt.vocab_size=100000",
-     "trial.adapt.vocab_size: 100000 tokens are more than the xx corpus"),
+    (
+        "unknown model",
+        "validate {spec} --set trial.model.name=no-such-model-xyz",
+        "trial.model.name: no-such-model-xyz is not a local folder, not in the Hugging Face cache",
+    ),
+    (
+        "model without tokenizer",
+        "validate {spec} --set trial.model.name={root}/notokenizer --set trial.pretrain.head_steps=5",
+        "notokenizer has no tokenizer",
+    ),
+    (
+        "not a masked LM family",
+        "validate {spec} --set trial.model.name={root}/gpt --set trial.pretrain.head_steps=5",
+        "gpt is a 'gpt2' model; supported masked LMs: bert, roberta, xlm-roberta",
+    ),
+    (
+        "vocabulary beyond the corpus",
+        "validate {spec} --set trial.adapt.vocab_size=100000",
+        "trial.adapt.vocab_size: 100000 tokens are more than the xx corpus",
+    ),
     ("depth >= layers", "validate {spec} --set search.adapt.depth.values=[3]", "search.adapt.depth: 'adapt.depth' must be between 1"),
     ("heads do not divide hidden", "validate {spec} --set trial.model.heads=3", "model.hidden 32 is not a multiple of model.heads 3"),
-    ("script-only dataset", "validate {spec} --set trial.data.task=hf:facebook/mlqa",
-     "trial.data.task: hf:facebook/mlqa: facebook/mlqa is a loading-script dataset, which datasets 4 and later refuse; use hf:mlqa"),
-    ("local loading-script folder", "validate {spec} --set trial.data.target_corpus=hf:{root}/oldcorpus",
-     "oldcorpus is a loading-script dataset"),
+    (
+        "script-only dataset",
+        "validate {spec} --set trial.data.task=hf:facebook/mlqa",
+        "trial.data.task: hf:facebook/mlqa: facebook/mlqa is a loading-script dataset, which datasets 4 and later refuse; use hf:mlqa",
+    ),
+    (
+        "local loading-script folder",
+        "validate {spec} --set trial.data.target_corpus=hf:{root}/oldcorpus",
+        "oldcorpus is a loading-script dataset",
+    ),
     ("GPUs this machine lacks", "validate {spec} --set resources.gpus=4", "resources.gpus: 4 GPU on one node, but this machine has"),
     ("frontier tolerance out of range", "frontier {spec} --tolerance 2", "--tolerance 2: an accuracy difference"),
-    ("unreachable tracking server", "sweep {spec} --set tracking_uri=http://127.0.0.1:{port}",
-     "tracking_uri: cannot reach MLflow at http://127.0.0.1:{port}"),
+    (
+        "unreachable tracking server",
+        "sweep {spec} --set tracking_uri=http://127.0.0.1:{port}",
+        "tracking_uri: cannot reach MLflow at http://127.0.0.1:{port}",
+    ),
 ]
 
 
@@ -144,8 +197,10 @@ def test_the_clusters_resources_are_checked_once_ray_is_up(ray_session, bad, cap
     spec = load_spec(bad["spec"], ["resources.gpus=1"])
     check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
     spec = load_spec(bad["spec"], ["stages.gpus_per_worker=2"])
-    with pytest.raises(ResourceError, match="stages.gpus_per_worker: 2 GPU on one node, but the Ray cluster has "
-                                            "10 CPU and 1 GPU, at most 8 CPU and 1 GPU on one node"):
+    with pytest.raises(
+        ResourceError,
+        match="stages.gpus_per_worker: 2 GPU on one node, but the Ray cluster has 10 CPU and 1 GPU, at most 8 CPU and 1 GPU on one node",
+    ):
         check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
     types["gpu"]["resources"] = {}  # a node type that does not say what it has: nothing can be checked
     (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({"available_node_types": types}))

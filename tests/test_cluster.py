@@ -8,6 +8,7 @@ MLflow credentials in its environment, so a trial on a worker host logs only if 
 on. The storage and cache are one folder every host sees. Ports inside the namespaces are fixed
 (each host has its own port space); nothing but the hosts' addresses is contacted.
 """
+
 from __future__ import annotations
 
 import base64
@@ -57,8 +58,16 @@ def cluster(tmp_path_factory):
     before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     os.environ.update(MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=password)
     try:
-        c = {"hosts": hosts, "root": root, "token": token, "password": password, "head": head_ip, "short": short,
-             "mlflow": f"http://{head_ip}:{MLFLOW}", "dashboard": f"http://{head_ip}:{DASHBOARD}"}
+        c = {
+            "hosts": hosts,
+            "root": root,
+            "token": token,
+            "password": password,
+            "head": head_ip,
+            "short": short,
+            "mlflow": f"http://{head_ip}:{MLFLOW}",
+            "dashboard": f"http://{head_ip}:{DASHBOARD}",
+        }
         start_mlflow(c)
         start_head(c)
         for host in (1, 2):
@@ -77,8 +86,7 @@ def cluster(tmp_path_factory):
 
 def ray_env(c: dict, **extra: str) -> dict:
     """The environment of a process on a host: Ray's token required and read from the token file."""
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN_PATH": str(c["token"])}
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(c["token"])}
     for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(key, None)
     return {**env, **extra}
@@ -87,15 +95,38 @@ def ray_env(c: dict, **extra: str) -> dict:
 def start_mlflow(c: dict) -> None:
     """MLflow with basic auth on the head's address; the admin password set before its first start."""
     ini = c["root"] / "basic_auth.ini"
-    ini.write_text(f"[mlflow]\ndefault_permission = NO_PERMISSIONS\ndatabase_uri = sqlite:///{c['root']}/basic_auth.db\n"
-                   f"admin_username = {ADMIN}\nadmin_password = {c['password']}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
-    c["hosts"].popen(0, [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", c["head"],
-                         "--port", str(MLFLOW), "--workers", "1", "--backend-store-uri", f"sqlite:///{c['root']}/mlflow.db",
-                         "--artifacts-destination", str(c["root"] / "mlartifacts")],
-                     env, (c["root"] / "mlflow.log").open("w"))
+    ini.write_text(
+        f"[mlflow]\ndefault_permission = NO_PERMISSIONS\ndatabase_uri = sqlite:///{c['root']}/basic_auth.db\n"
+        f"admin_username = {ADMIN}\nadmin_password = {c['password']}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
+    c["hosts"].popen(
+        0,
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--host",
+            c["head"],
+            "--port",
+            str(MLFLOW),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{c['root']}/mlflow.db",
+            "--artifacts-destination",
+            str(c["root"] / "mlartifacts"),
+        ],
+        env,
+        (c["root"] / "mlflow.log").open("w"),
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -112,9 +143,20 @@ def ray_start(c: dict, host: int, *args: str, env: dict) -> None:
     log = c["root"] / f"ray-{host}.log"
     for _ in range(3):
         started = log.read_text().count("Ray runtime started") if log.exists() else 0
-        process = c["hosts"].popen(host, [str(BIN / "ray"), "start", "--block", "--disable-usage-stats",
-                                          "--object-store-memory=80000000", f"--node-ip-address={c['hosts'].addresses[host]}",
-                                          *args], env, log.open("a"))
+        process = c["hosts"].popen(
+            host,
+            [
+                str(BIN / "ray"),
+                "start",
+                "--block",
+                "--disable-usage-stats",
+                "--object-store-memory=80000000",
+                f"--node-ip-address={c['hosts'].addresses[host]}",
+                *args,
+            ],
+            env,
+            log.open("a"),
+        )
         while process.poll() is None and log.read_text().count("Ray runtime started") == started:
             time.sleep(1)
         if process.poll() is None:
@@ -124,10 +166,19 @@ def ray_start(c: dict, host: int, *args: str, env: dict) -> None:
 
 def start_head(c: dict) -> None:
     # The head's Ray holds the MLflow credentials, as cluster.yaml's head does; worker hosts do not.
-    env = ray_env(c, MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=c["password"],
-                  TQDM_DISABLE="1")
-    ray_start(c, 0, "--head", f"--port={GCS}", "--num-cpus=0", "--include-dashboard=true",
-              f"--dashboard-host={c['head']}", f"--dashboard-port={DASHBOARD}", f"--temp-dir={c['short']}", env=env)
+    env = ray_env(c, MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=c["password"], TQDM_DISABLE="1")
+    ray_start(
+        c,
+        0,
+        "--head",
+        f"--port={GCS}",
+        "--num-cpus=0",
+        "--include-dashboard=true",
+        f"--dashboard-host={c['head']}",
+        f"--dashboard-port={DASHBOARD}",
+        f"--temp-dir={c['short']}",
+        env=env,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -149,8 +200,13 @@ def jobs_client(c: dict) -> JobSubmissionClient:
 def nodes(c: dict) -> dict[str, dict]:
     """Ray's nodes by node id, through `ray list nodes` with the token (as a user runs it)."""
     for attempt in range(5):  # the dashboard's state API times out now and then on 2 loaded cores
-        out = subprocess.run([str(BIN / "ray"), "list", "nodes", "--address", c["dashboard"], "--format", "json",
-                              "--detail", "--timeout", "60"], capture_output=True, text=True, timeout=120, env=ray_env(c))
+        out = subprocess.run(
+            [str(BIN / "ray"), "list", "nodes", "--address", c["dashboard"], "--format", "json", "--detail", "--timeout", "60"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=ray_env(c),
+        )
         if out.returncode == 0:
             break
         time.sleep(3)
@@ -177,15 +233,29 @@ def tracking(c: dict) -> MlflowClient:
 
 def spec_file(c: dict, toy_data: dict, name: str, steps: int) -> Path:
     data = toy_data["root"]
-    trial = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "target_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "task": str(data / "task" / "{lang}" / "{split}.jsonl")},
-             "adapt": {**TINY["adapt"], "steps": steps, "eval_every": steps // 2}}
-    spec = {"name": name, "storage": str(c["root"] / name), "tracking_uri": c["mlflow"], "trial": trial,
-            "languages": ["xx"], "methods": ["standard"],
-            "search": {"adapt.lr": {"type": "choice", "values": [1e-3, 3e-3, 1e-2, 3e-2]}},
-            "search_alg": "grid", "max_concurrent": 2, "resources": {"cpus": 1},
-            "stages": {"workers": 1, "cpus_per_worker": 1}}
+    trial = {
+        **TINY,
+        "data": {
+            **TINY["data"],
+            "source_corpus": str(data / "corpus" / "{lang}.txt"),
+            "target_corpus": str(data / "corpus" / "{lang}.txt"),
+            "task": str(data / "task" / "{lang}" / "{split}.jsonl"),
+        },
+        "adapt": {**TINY["adapt"], "steps": steps, "eval_every": steps // 2},
+    }
+    spec = {
+        "name": name,
+        "storage": str(c["root"] / name),
+        "tracking_uri": c["mlflow"],
+        "trial": trial,
+        "languages": ["xx"],
+        "methods": ["standard"],
+        "search": {"adapt.lr": {"type": "choice", "values": [1e-3, 3e-3, 1e-2, 3e-2]}},
+        "search_alg": "grid",
+        "max_concurrent": 2,
+        "resources": {"cpus": 1},
+        "stages": {"workers": 1, "cpus_per_worker": 1},
+    }
     path = c["root"] / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -193,8 +263,9 @@ def spec_file(c: dict, toy_data: dict, name: str, steps: int) -> Path:
 
 def minimodel(c: dict, *argv: str, **env: str) -> subprocess.CompletedProcess:
     """`minimodel ...` run on worker host 1, as a user logged in on a node runs it."""
-    return c["hosts"].run(1, [str(BIN / "minimodel"), *argv], ray_env(c, TQDM_DISABLE="1", RAY_ADDRESS=f"{c['head']}:{GCS}",
-                                                                       **env), timeout=180)
+    return c["hosts"].run(
+        1, [str(BIN / "minimodel"), *argv], ray_env(c, TQDM_DISABLE="1", RAY_ADDRESS=f"{c['head']}:{GCS}", **env), timeout=180
+    )
 
 
 def test_ray_and_mlflow_refuse_requests_without_credentials(cluster):
@@ -203,8 +274,7 @@ def test_ray_and_mlflow_refuse_requests_without_credentials(cluster):
         JobSubmissionClient(c["dashboard"]).submit_job(entrypoint="echo ran")
     assert "401" in str(refused.value) or "auth" in str(refused.value).lower(), refused.value
     with pytest.raises(AuthenticationError, match="Invalid authentication token"):
-        JobSubmissionClient(c["dashboard"], headers={"Authorization": f"Bearer {secrets.token_hex(32)}"}).submit_job(
-            entrypoint="echo ran")
+        JobSubmissionClient(c["dashboard"], headers={"Authorization": f"Bearer {secrets.token_hex(32)}"}).submit_job(entrypoint="echo ran")
     assert not c["jobs"].list_jobs()  # nothing was submitted
     url = f"{c['mlflow']}/api/2.0/mlflow/experiments/search?max_results=1"
     with pytest.raises(urllib.error.HTTPError) as anonymous:
@@ -219,8 +289,9 @@ def test_wrong_token_or_missing_password_is_one_line_before_any_compute(cluster,
     c = cluster
     path = spec_file(c, toy_data, "refused", 20)
     no_password = minimodel(c, "sweep", str(path), MLFLOW_TRACKING_USERNAME=ADMIN)
-    bad_token = minimodel(c, "sweep", str(path), RAY_AUTH_TOKEN=secrets.token_hex(32),
-                          MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=c["password"])
+    bad_token = minimodel(
+        c, "sweep", str(path), RAY_AUTH_TOKEN=secrets.token_hex(32), MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=c["password"]
+    )
     for done, setting in ((no_password, "MLFLOW_TRACKING_PASSWORD"), (bad_token, "RAY_AUTH_TOKEN")):
         err = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(err) == 1 and setting in err[0], (done.stdout[-2000:], done.stderr[-3000:])
@@ -231,8 +302,10 @@ def test_wrong_token_or_missing_password_is_one_line_before_any_compute(cluster,
 
 
 def submit(c: dict, path: Path, *args: str) -> str:
-    return c["jobs"].submit_job(entrypoint=" ".join(["minimodel", "sweep", str(path), *args]),
-                                runtime_env={"env_vars": {"TQDM_DISABLE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}})
+    return c["jobs"].submit_job(
+        entrypoint=" ".join(["minimodel", "sweep", str(path), *args]),
+        runtime_env={"env_vars": {"TQDM_DISABLE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}},
+    )
 
 
 def wait_for(predicate, what: str, timeout: float, logs) -> None:
@@ -295,8 +368,10 @@ def restart_cluster(c: dict) -> None:
 # Hosts made of network namespaces share one process table, where Ray's driver looks for its node's
 # raylet: it would find all three and attach to the head's. A real host has its own raylet only; the
 # node's address (ray.init's _node_ip_address) says which one is this host's here.
-ON_HOST = ("import functools, sys, ray; ray.init = functools.partial(ray.init, _node_ip_address=sys.argv[1]); "
-           "from minimodel.cli import main; main(sys.argv[2:])")
+ON_HOST = (
+    "import functools, sys, ray; ray.init = functools.partial(ray.init, _node_ip_address=sys.argv[1]); "
+    "from minimodel.cli import main; main(sys.argv[2:])"
+)
 
 
 def on_host(c: dict, host: int, *argv: str) -> list[str]:
@@ -310,8 +385,14 @@ def test_head_lost_mid_sweep_is_one_line_and_resume_on_a_restarted_head_finishes
     path = spec_file(c, toy_data, "headless", 1000)
     log = c["root"] / "headless-driver.log"
     # The driver on a worker host (a user logged in on a node): a driver on the head is lost with it.
-    env = ray_env(c, TQDM_DISABLE="1", PYTHONUNBUFFERED="1", RAY_ADDRESS=f"{c['head']}:{GCS}",
-                  MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=c["password"])
+    env = ray_env(
+        c,
+        TQDM_DISABLE="1",
+        PYTHONUNBUFFERED="1",
+        RAY_ADDRESS=f"{c['head']}:{GCS}",
+        MLFLOW_TRACKING_USERNAME=ADMIN,
+        MLFLOW_TRACKING_PASSWORD=c["password"],
+    )
     driver = c["hosts"].popen(1, on_host(c, 1, "sweep", str(path)), env, log.open("w"))
     output = log.read_text
 
@@ -320,8 +401,12 @@ def test_head_lost_mid_sweep_is_one_line_and_resume_on_a_restarted_head_finishes
         return mlflow.search_runs([found.experiment_id], f"tags.kind = 'trial' and attributes.status = '{status}'") if found else []
 
     checkpoints = c["root"] / "headless" / "cache" / "adapt"
-    wait_for(lambda: driver.poll() is None and trials("FINISHED") and list(checkpoints.glob("*.partial/checkpoint/state.json")),
-             "a finished trial and another one's checkpoint", 600, output)
+    wait_for(
+        lambda: driver.poll() is None and trials("FINISHED") and list(checkpoints.glob("*.partial/checkpoint/state.json")),
+        "a finished trial and another one's checkpoint",
+        600,
+        output,
+    )
     before = {r.data.params["adapt.lr"]: r for r in trials("FINISHED")}
     assert c["hosts"].kill(0) > 0  # the head lost: its GCS, raylet, dashboard and the MLflow server
     lost = time.time()

@@ -31,6 +31,7 @@ def corpus(language: str) -> list[str]:
 
 # --- the committed snapshot --------------------------------------------------------------------
 
+
 def test_snapshot_is_small_and_has_the_required_languages():
     files = [p for p in (data_dir() / "ddtp-topic").rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 25e6
@@ -60,8 +61,9 @@ def test_target_labels_are_training_labels():
 
 
 def test_no_dev_or_test_text_in_any_corpus_or_english_train():
-    held_out = {normalise(r["text"]) for language in languages(BUNDLED) for split in ("dev", "test")
-                for r in read_task(BUNDLED, language, split)}
+    held_out = {
+        normalise(r["text"]) for language in languages(BUNDLED) for split in ("dev", "test") for r in read_task(BUNDLED, language, split)
+    }
     train = {normalise(r["text"]) for r in read_task(BUNDLED, "en", "train")}
     assert not held_out & train
     for language in languages(BUNDLED):
@@ -75,15 +77,18 @@ def test_corpus_stops_at_max_docs():
 
 # --- Hugging Face datasets, offline, on local folders in the hub's layout ----------------------
 
+
 def test_hf_xnli_layout(hub_folder):
     write, datasets = hub_folder
-    features = datasets.Features({
-        "premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})
-    split = {"premise": ["Er schläft.", "Sie liest."], "hypothesis": ["Er ist wach.", "Sie liest."],
-             "label": [2, 0]}
-    folder = write("xnli", {lang: {"train": split, "validation": split, "test": split}
-                            for lang in ("de", "en")}, features)
+    features = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+        }
+    )
+    split = {"premise": ["Er schläft.", "Sie liest."], "hypothesis": ["Er ist wach.", "Sie liest."], "label": [2, 0]}
+    folder = write("xnli", {lang: {"train": split, "validation": split, "test": split} for lang in ("de", "en")}, features)
     rows = read_task(f"hf:{folder}", "de", "dev")  # dev is the hub's "validation"
     assert rows[0] == {"text": "Er schläft.", "text_pair": "Er ist wach.", "label": "contradiction"}
     train_labels = {r["label"] for r in read_task(f"hf:{folder}", "en", "train")}
@@ -93,27 +98,36 @@ def test_hf_xnli_layout(hub_folder):
 
 def test_hf_pawsx_layout(hub_folder):
     write, datasets = hub_folder
-    features = datasets.Features({
-        "id": datasets.Value("int32"), "sentence1": datasets.Value("string"),
-        "sentence2": datasets.Value("string"), "label": datasets.ClassLabel(names=["0", "1"])})
+    features = datasets.Features(
+        {
+            "id": datasets.Value("int32"),
+            "sentence1": datasets.Value("string"),
+            "sentence2": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["0", "1"]),
+        }
+    )
     split = {"id": [1], "sentence1": ["A は B だ。"], "sentence2": ["B は A だ。"], "label": [1]}
     folder = write("paws-x", {"ja": {"test": split}}, features)
-    assert read_task(f"hf:{folder}", "ja", "test") == [
-        {"text": "A は B だ。", "text_pair": "B は A だ。", "label": "1"}]
+    assert read_task(f"hf:{folder}", "ja", "test") == [{"text": "A は B だ。", "text_pair": "B は A だ。", "label": "1"}]
 
 
 def test_hf_corpora_stream_and_stop(hub_folder):
     write, datasets = hub_folder
-    cc100 = write("cc100", {"sw": {"train": {"id": ["0", "1", "2", "3"],
-                                             "text": ["Habari ya asubuhi.", "", "Karibu sana.", "Asante."]}}},
-                  datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string")}))
+    cc100 = write(
+        "cc100",
+        {"sw": {"train": {"id": ["0", "1", "2", "3"], "text": ["Habari ya asubuhi.", "", "Karibu sana.", "Asante."]}}},
+        datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string")}),
+    )
     assert read_corpus(f"hf:{cc100}", "sw") == ["Habari ya asubuhi.", "Karibu sana.", "Asante."]
     assert read_corpus(f"hf:{cc100}", "sw", max_docs=2) == ["Habari ya asubuhi.", "Karibu sana."]
 
-    article = {"id": ["1"], "url": ["https://de.wikipedia.org/wiki/Alan_Turing"], "title": ["Alan Turing"],
-               "text": ["Alan Mathison Turing war ein britischer Logiker."]}
-    wiki = write("wikipedia", {"20231101.de": {"train": article}},
-                 datasets.Features({k: datasets.Value("string") for k in article}))
+    article = {
+        "id": ["1"],
+        "url": ["https://de.wikipedia.org/wiki/Alan_Turing"],
+        "title": ["Alan Turing"],
+        "text": ["Alan Mathison Turing war ein britischer Logiker."],
+    }
+    wiki = write("wikipedia", {"20231101.de": {"train": article}}, datasets.Features({k: datasets.Value("string") for k in article}))
     source = f"hf:{wiki}:20231101.{{lang}}"
     assert read_corpus(source, "de") == article["text"]
     assert languages(source) == ["de"]
@@ -145,7 +159,8 @@ def test_hf_parquet_export_layout_reads_by_language(tmp_path, monkeypatch):
     for folder, texts in {"de/partial-train": ["Guten Morgen.", "", "Danke."], "zh-Hans/train": ["你好。"]}.items():
         (root / folder).mkdir(parents=True)
         datasets.Dataset.from_dict({"id": [str(i) for i in range(len(texts))], "text": texts}).to_parquet(
-            str(root / folder / "0000.parquet"))
+            str(root / folder / "0000.parquet")
+        )
     monkeypatch.setitem(data.HF_ALIASES, "cc100", (str(root), "{lang}"))
     monkeypatch.setitem(data.HF_PARQUET_EXPORT, str(root), "refs/convert/parquet")
     monkeypatch.setitem(data.HF_CODES, str(root), {"zh": "zh-Hans"})
@@ -154,8 +169,11 @@ def test_hf_parquet_export_layout_reads_by_language(tmp_path, monkeypatch):
 
 
 def test_script_only_datasets_are_named_with_the_fix(tmp_path):
-    with pytest.raises(DataError, match=r"^hf:facebook/mlqa: facebook/mlqa is a loading-script dataset, which "
-                                        r"datasets 4 and later refuse; use hf:mlqa"):
+    with pytest.raises(
+        DataError,
+        match=r"^hf:facebook/mlqa: facebook/mlqa is a loading-script dataset, which "
+        r"datasets 4 and later refuse; use hf:mlqa",
+    ):
         data.check_loadable("hf:facebook/mlqa")
     folder = tmp_path / "oldcorpus"
     folder.mkdir()
@@ -167,6 +185,7 @@ def test_script_only_datasets_are_named_with_the_fix(tmp_path):
 
 # --- local files and their errors --------------------------------------------------------------
 
+
 def write_task(tmp_path, split: str, lines: list[str], lang: str = "de", opener=open) -> str:
     (tmp_path / lang).mkdir(exist_ok=True)
     with opener(tmp_path / lang / f"{split}.jsonl", "wt", encoding="utf-8") as f:
@@ -177,8 +196,7 @@ def write_task(tmp_path, split: str, lines: list[str], lang: str = "de", opener=
 def test_local_task_and_compressed_corpus(tmp_path):
     lines = ['{"text": "a", "label": 1}', "", '{"text": "b", "label": "x", "text_pair": "c"}']
     source = write_task(tmp_path, "train", lines)
-    assert read_task(source, "de", "train") == [{"text": "a", "label": "1"},
-                                                {"text": "b", "label": "x", "text_pair": "c"}]
+    assert read_task(source, "de", "train") == [{"text": "a", "label": "1"}, {"text": "b", "label": "x", "text_pair": "c"}]
     assert languages(source) == ["de"]
     with gzip.open(tmp_path / "de.txt.gz", "wt", encoding="utf-8") as f:
         f.write("eins\n\nzwei\n")
@@ -188,11 +206,14 @@ def test_local_task_and_compressed_corpus(tmp_path):
     assert read_corpus(str(tmp_path / "{lang}.txt.xz"), "fr") == ["un"]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("{not json", "not JSON"),
-    ('{"text": "no label"}', 'needs a string "text" and a "label"'),
-    ('{"label": "x"}', 'needs a string "text" and a "label"'),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "not JSON"),
+        ('{"text": "no label"}', 'needs a string "text" and a "label"'),
+        ('{"label": "x"}', 'needs a string "text" and a "label"'),
+    ],
+)
 def test_bad_line_names_file_and_line(tmp_path, line, message):
     source = write_task(tmp_path, "train", ['{"text": "ok", "label": "x"}', line])
     with pytest.raises(DataError, match=rf"de/train\.jsonl:2: {message}"):

@@ -1,5 +1,6 @@
 """The training loop under torch.distributed (2 gloo processes): ranks end identical even from different
 initial weights, and a stage's FLOPs and tokens are the whole job's, summed over ranks."""
+
 from __future__ import annotations
 
 import json

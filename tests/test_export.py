@@ -1,5 +1,6 @@
 """Export, predict and the model registry on tiny trials (a classifier and a QA model): the exported
 folder is plain transformers and scores exactly what the trial's zero-shot evaluation scored."""
+
 from __future__ import annotations
 
 import io
@@ -25,16 +26,18 @@ TINY = {
     "pretrain": {"steps": 40, "lr": 3e-3, "batch_size": 16},
     "data": {"seq_len": 32, "max_docs": 500, "max_eval": 40},
     "finetune": {"steps": 30, "lr": 2e-3, "batch_size": 16},
-    "adapt": {"language": "xx", "method": "standard", "vocab_size": 300, "lr": 3e-2, "steps": 20, "eval_every": 10,
-              "batch_size": 16},
+    "adapt": {"language": "xx", "method": "standard", "vocab_size": 300, "lr": 3e-2, "steps": 20, "eval_every": 10, "batch_size": 16},
 }
 
 
 def write_spec(path, name: str, storage, corpus: str, task: str, uri: str) -> str:
     trial = json.loads(json.dumps(TINY))
     trial["data"].update(source_corpus=corpus, target_corpus=corpus, task=task)
-    path.write_text(yaml.safe_dump({"name": name, "storage": str(storage), "tracking_uri": uri, "trial": trial,
-                                    "languages": ["xx"], "methods": ["standard"]}))
+    path.write_text(
+        yaml.safe_dump(
+            {"name": name, "storage": str(storage), "tracking_uri": uri, "trial": trial, "languages": ["xx"], "methods": ["standard"]}
+        )
+    )
     return str(path)
 
 
@@ -44,14 +47,15 @@ def trials(tmp_path_factory, toy_data):
     root = tmp_path_factory.mktemp("export")
     qa_data = write_qa(root / "qa", train=120, dev=30, test=40)
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    specs = {"topic": write_spec(root / "topic.yaml", "topic", root / "runs", toy_data["corpus"], toy_data["task"], uri),
-             "qa": write_spec(root / "qa.yaml", "qa", root / "runs", qa_data["corpus"], qa_data["task"], uri)}
+    specs = {
+        "topic": write_spec(root / "topic.yaml", "topic", root / "runs", toy_data["corpus"], toy_data["task"], uri),
+        "qa": write_spec(root / "qa.yaml", "qa", root / "runs", qa_data["corpus"], qa_data["task"], uri),
+    }
     out = {"root": root, "uri": uri}
     for kind, path in specs.items():
         spec = load_spec(path)
         cfg = spec.config("standard", "xx")
-        out[kind] = {"spec": path, "cfg": cfg, "cache": f"{spec.storage}/cache",
-                     "result": pipeline.run_trial(cfg, f"{spec.storage}/cache")}
+        out[kind] = {"spec": path, "cfg": cfg, "cache": f"{spec.storage}/cache", "result": pipeline.run_trial(cfg, f"{spec.storage}/cache")}
     return out
 
 
@@ -80,8 +84,14 @@ def test_exported_classifier_is_plain_transformers_and_scores_as_the_trial(trial
     t = trials["topic"]
     folder = export.export(t["cfg"], t["cache"], tmp_path / "topic", mlm=True)
     test = data.read_task(t["cfg"]["data"]["task"], "xx", "test")
-    run = subprocess.run([sys.executable, "-c", PLAIN, str(folder)], input=json.dumps([x["text"] for x in test]),
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", PLAIN, str(folder)],
+        input=json.dumps([x["text"] for x in test]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     labels = json.loads(run.stdout)
     accuracy = sum(p == x["label"] for p, x in zip(labels, test)) / len(test)
@@ -150,8 +160,15 @@ def log_trial(uri: str, experiment: str, root, cfg: dict, key: str, accuracy: fl
 
     sweep = tracking.start_sweep(uri, experiment, str(root), {}, resume=True)
     a = cfg["adapt"]
-    tags = {"kind": "trial", "key": key, "language": a["language"], "method": a["method"], "seed": str(a["seed"]),
-            "arm": arms.arm(cfg), "adapt_key": pipeline.stage_keys(cfg)["adapt"]}
+    tags = {
+        "kind": "trial",
+        "key": key,
+        "language": a["language"],
+        "method": a["method"],
+        "seed": str(a["seed"]),
+        "arm": arms.arm(cfg),
+        "adapt_key": pipeline.stage_keys(cfg)["adapt"],
+    }
     run_id = tracking.start_child(sweep, key, tags, {"method": a["method"], **tracking.flatten(cfg)})
     tracking.log_metrics(sweep, run_id, {"accuracy": accuracy})
     tracking.end_run(sweep, run_id)
@@ -164,11 +181,13 @@ def test_best_trial_is_logged_and_registered_from_its_run(trials, capsys, tmp_pa
     from transformers import AutoModelForQuestionAnswering
 
     t, uri = trials["topic"], trials["uri"]
-    ids = {seed: log_trial(uri, "topic", trials["root"], {**t["cfg"], "adapt": {**t["cfg"]["adapt"], "seed": seed}},
-                           f"trial_{seed}", accuracy)
-           for seed, accuracy in ((0, 0.9), (1, 0.5))}  # seed 1 was never run: --best must pick seed 0
-    code, out, err = run_cli(capsys, "export", t["spec"], "--language", "xx", "--best", "--register", "topic-xx",
-                             "--out", str(tmp_path / "best"))
+    ids = {
+        seed: log_trial(uri, "topic", trials["root"], {**t["cfg"], "adapt": {**t["cfg"]["adapt"], "seed": seed}}, f"trial_{seed}", accuracy)
+        for seed, accuracy in ((0, 0.9), (1, 0.5))
+    }  # seed 1 was never run: --best must pick seed 0
+    code, out, err = run_cli(
+        capsys, "export", t["spec"], "--language", "xx", "--best", "--register", "topic-xx", "--out", str(tmp_path / "best")
+    )
     assert code == 0, err
     assert "registered model 'topic-xx' version 1" in out
     client = MlflowClient(tracking_uri=uri)
@@ -187,8 +206,9 @@ def test_best_trial_is_logged_and_registered_from_its_run(trials, capsys, tmp_pa
 
     q = trials["qa"]
     run_id = log_trial(uri, "qa", trials["root"], q["cfg"], "trial_qa", 0.4)
-    code, out, err = run_cli(capsys, "export", q["spec"], "--language", "xx", "--trial", "trial_qa", "--register", "qa-xx",
-                             "--out", str(tmp_path / "qa"))
+    code, out, err = run_cli(
+        capsys, "export", q["spec"], "--language", "xx", "--trial", "trial_qa", "--register", "qa-xx", "--out", str(tmp_path / "qa")
+    )
     assert code == 0, err
     version = client.get_model_version("qa-xx", "1")
     assert version.run_id == run_id

@@ -2,6 +2,7 @@
 
 Real processes, real files: a second process is a real `multiprocessing` process, damage is real truncation.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,21 @@ from minimodel.experiment.config import trial_config
 
 
 def tiny_config(toy_data: dict) -> dict:
-    return trial_config({
-        "model": {"name": "scratch", "family": "bert", "hidden": 32, "layers": 2, "heads": 2, "ffn": 64, "vocab_size": 300},
-        "pretrain": {"steps": 10, "lr": 2e-3, "batch_size": 16},
-        "data": {"source_corpus": toy_data["corpus"], "task": toy_data["task"], "target_corpus": toy_data["corpus"],
-                 "seq_len": 32, "max_docs": 300, "max_eval": 40},
-        "adapt": {"language": "xx", "method": "standard", "vocab_size": 300, "steps": 10, "eval_every": 5},
-    })
+    return trial_config(
+        {
+            "model": {"name": "scratch", "family": "bert", "hidden": 32, "layers": 2, "heads": 2, "ffn": 64, "vocab_size": 300},
+            "pretrain": {"steps": 10, "lr": 2e-3, "batch_size": 16},
+            "data": {
+                "source_corpus": toy_data["corpus"],
+                "task": toy_data["task"],
+                "target_corpus": toy_data["corpus"],
+                "seq_len": 32,
+                "max_docs": 300,
+                "max_eval": 40,
+            },
+            "adapt": {"language": "xx", "method": "standard", "vocab_size": 300, "steps": 10, "eval_every": 5},
+        }
+    )
 
 
 def test_damaged_stage_and_token_entries_are_rebuilt_not_loaded(toy_data, tmp_path):
@@ -63,12 +72,14 @@ def test_damaged_stage_and_token_entries_are_rebuilt_not_loaded(toy_data, tmp_pa
 
 def _build_slowly(entry: str, log: str) -> str:
     """A builder that takes a while and notes each time it really computes."""
+
     def compute(tmp: Path) -> None:
         with open(log, "a") as f:
             f.write(f"start {time.time()}\n")
         (tmp / "half").write_text("x" * 1000)
         time.sleep(1.5)
         (tmp / "value.json").write_text(json.dumps({"answer": 42}))
+
     cache.build(entry, compute)
     return (Path(entry) / "value.json").read_text()
 
@@ -86,16 +97,34 @@ def test_two_sweeps_sharing_a_cache_build_an_entry_once(tmp_path):
 
 # ---- faults during a sweep: a tiny scratch model on the synthetic task, real Ray and MLflow ----
 
+
 def fault_spec(toy_data: dict, root: Path, **over) -> Path:
     """A grid sweep of the synthetic task; each test its own storage and MLflow store under `root`."""
     from tests.test_sweep import TINY
+
     data = toy_data["root"]
-    trial = {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "target_corpus": str(data / "corpus" / "{lang}.txt"),
-                              "task": str(data / "task" / "{lang}" / "{split}.jsonl")}}
-    spec = {"name": "faults", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
-            "trial": trial, "languages": ["xx"], "methods": ["standard"], "search_alg": "grid", "max_concurrent": 1,
-            "resources": {"cpus": 1}, "stages": {"workers": 1, "cpus_per_worker": 1}, **over}
+    trial = {
+        **TINY,
+        "data": {
+            **TINY["data"],
+            "source_corpus": str(data / "corpus" / "{lang}.txt"),
+            "target_corpus": str(data / "corpus" / "{lang}.txt"),
+            "task": str(data / "task" / "{lang}" / "{split}.jsonl"),
+        },
+    }
+    spec = {
+        "name": "faults",
+        "storage": str(root / "runs"),
+        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+        "trial": trial,
+        "languages": ["xx"],
+        "methods": ["standard"],
+        "search_alg": "grid",
+        "max_concurrent": 1,
+        "resources": {"cpus": 1},
+        "stages": {"workers": 1, "cpus_per_worker": 1},
+        **over,
+    }
     path = root / "faults.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -117,13 +146,20 @@ def running_runs(root: Path) -> list[str]:
 def minimodel(*argv: str, **env: str) -> subprocess.Popen:
     """`minimodel ...` as a user runs it, with its own local Ray instance (RAY_ADDRESS=local: never another one)."""
     env = {**os.environ, "RAY_ADDRESS": "local", "TQDM_DISABLE": "1", **env}
-    return subprocess.Popen([sys.executable, "-m", "minimodel.cli", *map(str, argv)], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "minimodel.cli", *map(str, argv)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("fault", ["not writable", "nearly full"])
 def test_storage_that_cannot_take_a_sweep_is_one_line_at_start(toy_data, tmp_path, capsys, monkeypatch, fault):
     from trainables import sweep
+
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     storage = blocker / "runs" if fault == "not writable" else tmp_path / "runs"  # even root cannot write below a file
@@ -142,11 +178,13 @@ def _kill_trial_after_first_checkpoint(storage: Path, killed: list) -> None:
     """SIGKILL the process of the running trial once it has checkpointed (a node lost, a machine's OOM killer)."""
     from ray.util.state import list_actors
     import ray
+
     deadline = time.time() + 300
     while time.time() < deadline and not list((storage / "cache" / "adapt").glob("*.partial/checkpoint/state.json")):
         time.sleep(0.05)
-    actors = list_actors(address=ray.get_runtime_context().gcs_address, detail=True,
-                         filters=[("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")])
+    actors = list_actors(
+        address=ray.get_runtime_context().gcs_address, detail=True, filters=[("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")]
+    )
     for actor in actors:
         os.kill(actor.pid, signal.SIGKILL)
         killed.append(actor.pid)
@@ -155,6 +193,7 @@ def _kill_trial_after_first_checkpoint(storage: Path, killed: list) -> None:
 @pytest.mark.slow
 def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(ray_session, toy_data, tmp_path, capsys):
     import threading
+
     path = fault_spec(toy_data, tmp_path, search={"adapt.batch_size": {"type": "choice", "values": [16, 2**40]}})
     if Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1":
         pytest.skip("memory overcommit always on: an 8 TiB request would be granted and fill the machine")
@@ -181,14 +220,16 @@ def test_killed_trial_resumes_from_checkpoint_and_oom_names_the_setting(ray_sess
     # the killed attempt's run was ended, points to the run that replaced it, and nothing is left RUNNING
     attempts = client.search_runs([kept.info.experiment_id], f"tags.key = '{kept.data.tags['key']}'", ViewType.ALL)
     replaced = [r for r in attempts if r.info.run_id != kept.info.run_id]
-    assert replaced and all(r.info.status == "KILLED" and r.data.tags["replaced_by"] == kept.info.run_id
-                            for r in replaced), [(r.info.status, r.data.tags.get("replaced_by")) for r in replaced]
+    assert replaced and all(r.info.status == "KILLED" and r.data.tags["replaced_by"] == kept.info.run_id for r in replaced), [
+        (r.info.status, r.data.tags.get("replaced_by")) for r in replaced
+    ]
     assert not running_runs(tmp_path)
 
 
 @pytest.mark.slow
 def test_killed_driver_then_resume_finishes_the_sweep_once(toy_data, tmp_path):
     from trainables import tracking
+
     path = fault_spec(toy_data, tmp_path, search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}})
     driver = minimodel("sweep", path)
     try:
@@ -234,11 +275,11 @@ def _trials_if_any(root: Path) -> list:
 def test_tracking_server_lost_mid_sweep_then_resume_logs_everything_once(toy_data, tmp_path):
     from tests.ports import free_port
     from tests.mlflow_server import start_server, stop_server
+
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
-    path = fault_spec(toy_data, tmp_path, tracking_uri=uri,
-                      search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}})
+    path = fault_spec(toy_data, tmp_path, tracking_uri=uri, search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}})
     client = MlflowClient(uri)
     # MLflow's own knob: the driver gives up on the lost server after seconds, not its default 4 minutes of retries
     driver = minimodel("sweep", path, MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
@@ -256,8 +297,7 @@ def test_tracking_server_lost_mid_sweep_then_resume_logs_everything_once(toy_dat
         out, _ = resumed.communicate(timeout=600)
         assert resumed.returncode == 0, out[-3000:]
         runs = _trials_at(client)
-        steps = {r.data.params["adapt.lr"]: [m.value for m in client.get_metric_history(r.info.run_id, "train_step")]
-                 for r in runs}
+        steps = {r.data.params["adapt.lr"]: [m.value for m in client.get_metric_history(r.info.run_id, "train_step")] for r in runs}
     finally:
         stop_server(server)
         for proc in (driver, locals().get("resumed", driver)):

@@ -1,4 +1,5 @@
 """The frontier on hand-made curves whose answers are known: targets, interpolation, intervals, choices."""
+
 from __future__ import annotations
 
 import math
@@ -14,18 +15,44 @@ from minimodel.experiment import frontier, frontier_report
 PLATEAU = [(3e14, 0.80), (4e14, 0.80), (5e14, 0.80)]  # a flat tail: a smoothed best of exactly 0.80
 
 
-def run(run_id: str, arm: str, points: list[tuple[float, float]], *, seed: int = 0, config: str = "",
-        baseline: str = "standard", test: list[float] | None = None, one_off: float = 0.0,
-        language: str = "de", condition: str = "init=overlap") -> list[dict]:
+def run(
+    run_id: str,
+    arm: str,
+    points: list[tuple[float, float]],
+    *,
+    seed: int = 0,
+    config: str = "",
+    baseline: str = "standard",
+    test: list[float] | None = None,
+    one_off: float = 0.0,
+    language: str = "de",
+    condition: str = "init=overlap",
+) -> list[dict]:
     """One trial's evaluation rows; test accuracy defaults to dev accuracy minus 0.05."""
     method = arm.split()[0]
     depth = "full" if method == "standard" else arm.split("=")[-1]
     tests = test or [a - 0.05 for _, a in points]
-    return [{"run_id": run_id, "language": language, "condition": condition, "arm": arm, "method": method,
-             "depth": depth, "baseline": baseline, "seed": seed, "config": config, "step": 10 * i,
-             "flops": f, "accuracy": a, "test_accuracy": t, "english_accuracy": 0.9,
-             "majority_accuracy": 0.25, "one_off_flops": one_off}
-            for i, ((f, a), t) in enumerate(zip(points, tests))]
+    return [
+        {
+            "run_id": run_id,
+            "language": language,
+            "condition": condition,
+            "arm": arm,
+            "method": method,
+            "depth": depth,
+            "baseline": baseline,
+            "seed": seed,
+            "config": config,
+            "step": 10 * i,
+            "flops": f,
+            "accuracy": a,
+            "test_accuracy": t,
+            "english_accuracy": 0.9,
+            "majority_accuracy": 0.25,
+            "one_off_flops": one_off,
+        }
+        for i, ((f, a), t) in enumerate(zip(points, tests))
+    ]
 
 
 def rows(*runs: list[dict]) -> pd.DataFrame:
@@ -47,11 +74,13 @@ def test_pareto_keeps_only_undominated_points():
 
 
 def test_frontiers_per_language_condition_and_arm():
-    table = rows(run("s", "standard", STANDARD), run("p", "minipost k=1", FAST),
-                 run("q", "minipost k=1", FAST, condition="init=random"))
+    table = rows(run("s", "standard", STANDARD), run("p", "minipost k=1", FAST), run("q", "minipost k=1", FAST, condition="init=random"))
     front = frontier.frontiers(table)
     assert sorted(set(zip(front["condition"], front["arm"]))) == [
-        ("init=overlap", "minipost k=1"), ("init=overlap", "standard"), ("init=random", "minipost k=1")]
+        ("init=overlap", "minipost k=1"),
+        ("init=overlap", "standard"),
+        ("init=random", "minipost k=1"),
+    ]
     std = front[front["arm"] == "standard"]
     assert list(std["flops"]) == [0, 1e12, 2e12]
 
@@ -103,9 +132,14 @@ def test_a_curve_at_the_target_before_any_compute_gives_no_ratio():
 
 def test_never_reached():
     slow = [(0, 0.3), (1e12, 0.50), (2e12, 0.55)]  # best 0.55: 4 points short of 0.59
-    table = rows(run("s1", "standard", STANDARD, seed=1), run("s2", "standard", STANDARD, seed=2),
-                 run("p1", "minipost k=1", FAST, seed=1), run("p2", "minipost k=1", slow, seed=2),
-                 run("j1", "minipost k=2", slow, seed=1), run("j2", "minipost k=2", slow, seed=2))
+    table = rows(
+        run("s1", "standard", STANDARD, seed=1),
+        run("s2", "standard", STANDARD, seed=2),
+        run("p1", "minipost k=1", FAST, seed=1),
+        run("p2", "minipost k=1", slow, seed=2),
+        run("j1", "minipost k=2", slow, seed=1),
+        run("j2", "minipost k=2", slow, seed=2),
+    )
     s = by_arm(table)
     assert s.loc["minipost k=1", "reached"] == "1/2" and s.loc["minipost k=2", "reached"] == "0/2"
     assert s[["compute_to_match", "flops_to_target"]].loc[["minipost k=1", "minipost k=2"]].isna().all().all()
@@ -122,9 +156,11 @@ def test_a_baseline_seed_that_never_reaches_the_target_bounds_the_ratio_from_bel
     """German, fresh seeds: one standard seed ended under the target every MiniPost seed reached. It
     needed more than its budget, so counted at its budget the ratio can only be too low: a lower bound."""
     stuck = [(0, 0.3), (1e12, 0.5), (2e12, 0.52), (3e12, 0.52), (4e12, 0.52)]  # plateau 0.52, under the target
-    table = rows(*(run(f"s{i}", "standard", stuck if i == 1 else STANDARD, seed=i) for i in range(3)),
-                 *(run(f"p{i}", "minipost k=1", FAST, seed=i) for i in range(3)),
-                 *(run(f"q{i}", "minipost k=2", stuck if i == 1 else FAST, seed=i) for i in range(3)))
+    table = rows(
+        *(run(f"s{i}", "standard", stuck if i == 1 else STANDARD, seed=i) for i in range(3)),
+        *(run(f"p{i}", "minipost k=1", FAST, seed=i) for i in range(3)),
+        *(run(f"q{i}", "minipost k=2", stuck if i == 1 else FAST, seed=i) for i in range(3)),
+    )
     s = by_arm(table)
     target = (0.6 + 0.52 + 0.6) / 3 - 0.01
     assert s.loc["standard", "target"] == pytest.approx(target)
@@ -149,10 +185,18 @@ def test_a_baseline_seed_that_never_reaches_the_target_bounds_the_ratio_from_bel
 
 def test_trials_cut_short_are_no_seeds_but_early_stopped_ones_are():
     partial = [(0, 0.3), (1e11, 0.4)]  # a curve cut off before it could reach the target
+
     def short(run_id: str, seed: int, status: str, stopped: str = "") -> pd.DataFrame:
         return rows(run(run_id, "minipost k=1", partial, seed=seed)).assign(status=status, stopped=stopped)
-    table = pd.concat([rows(run("s1", "standard", STANDARD, seed=1), run("p1", "minipost k=1", FAST, seed=1)),
-                       short("p2", 2, "KILLED", "interrupted"), short("p3", 3, "FAILED"), short("p4", 4, "RUNNING")])
+
+    table = pd.concat(
+        [
+            rows(run("s1", "standard", STANDARD, seed=1), run("p1", "minipost k=1", FAST, seed=1)),
+            short("p2", 2, "KILLED", "interrupted"),
+            short("p3", 3, "FAILED"),
+            short("p4", 4, "RUNNING"),
+        ]
+    )
     s = by_arm(table)
     assert s.loc["minipost k=1", "seeds"] == 1 and s.loc["minipost k=1", "reached"] == "1/1"
     assert frontier.cut_short(table).groupby(table["run_id"]).all().sum() == 3
@@ -162,8 +206,9 @@ def test_trials_cut_short_are_no_seeds_but_early_stopped_ones_are():
 
 
 def test_identical_seeds_give_zero_width_intervals():
-    table = rows(*[run(f"s{i}", "standard", STANDARD, seed=i) for i in range(3)],
-                 *[run(f"p{i}", "minipost k=1", FAST, seed=i) for i in range(3)])
+    table = rows(
+        *[run(f"s{i}", "standard", STANDARD, seed=i) for i in range(3)], *[run(f"p{i}", "minipost k=1", FAST, seed=i) for i in range(3)]
+    )
     s = by_arm(table).loc["minipost k=1"]
     assert s["seeds"] == s["pairs"] == 3
     assert s["compute_to_match_lo"] == s["compute_to_match_hi"] == pytest.approx(s["compute_to_match"])
@@ -175,9 +220,14 @@ def test_identical_seeds_give_zero_width_intervals():
 def test_differing_seeds_give_intervals_around_the_mean_deterministically():
     def shifted(points, dx, da):
         return [(f * dx, a + da) for f, a in points]
-    table = rows(*[run(f"s{i}", "standard", shifted(STANDARD, 1 + i / 4, i / 100), seed=i) for i in range(3)],
-                 *[run(f"p{i}", "minipost k=1", shifted(FAST, 1 + i / 2, -i / 100), seed=i,
-                       test=[a - 0.05 - i / 50 for _, a in FAST]) for i in range(3)])
+
+    table = rows(
+        *[run(f"s{i}", "standard", shifted(STANDARD, 1 + i / 4, i / 100), seed=i) for i in range(3)],
+        *[
+            run(f"p{i}", "minipost k=1", shifted(FAST, 1 + i / 2, -i / 100), seed=i, test=[a - 0.05 - i / 50 for _, a in FAST])
+            for i in range(3)
+        ],
+    )
     first, second = frontier.summary(table), frontier.summary(table.iloc[::-1])  # row and run-id order do not matter
     pd.testing.assert_frame_equal(first, second)
     s = first.set_index("arm").loc["minipost k=1"]
@@ -188,17 +238,22 @@ def test_differing_seeds_give_intervals_around_the_mean_deterministically():
 def test_seeds_are_paired_by_their_value_not_by_position():
     """Each seed's arms share its start: seed 7's standard is slow and so is its MiniPost. Paired by
     seed value every ratio is 10 (an interval of zero width); paired by position they would scatter."""
+
     def scaled(points, factor):
         return [(f * factor, a) for f, a in points]
+
     factors = {3: 1.0, 7: 4.0, 5: 2.0}
-    table = rows(*[run(f"a{seed}", "standard", scaled(STANDARD, f), seed=seed) for seed, f in factors.items()],
-                 *[run(f"z{seed}", "minipost k=1", scaled(STANDARD, f / 10), seed=seed)
-                   for seed, f in reversed(factors.items())])
+    table = rows(
+        *[run(f"a{seed}", "standard", scaled(STANDARD, f), seed=seed) for seed, f in factors.items()],
+        *[run(f"z{seed}", "minipost k=1", scaled(STANDARD, f / 10), seed=seed) for seed, f in reversed(factors.items())],
+    )
     s = by_arm(table).loc["minipost k=1"]
     assert s["compute_to_match"] == pytest.approx(10.0) and s["compute_to_match_lo"] == pytest.approx(10.0)
-    unpaired = rows(*[run(f"a{seed}", "standard", scaled(STANDARD, f), seed=seed) for seed, f in factors.items()],
-                    run("z9", "minipost k=1", scaled(STANDARD, 0.1), seed=9),
-                    run("z3", "minipost k=1", scaled(STANDARD, 0.1), seed=3))
+    unpaired = rows(
+        *[run(f"a{seed}", "standard", scaled(STANDARD, f), seed=seed) for seed, f in factors.items()],
+        run("z9", "minipost k=1", scaled(STANDARD, 0.1), seed=9),
+        run("z3", "minipost k=1", scaled(STANDARD, 0.1), seed=3),
+    )
     s = by_arm(unpaired).loc["minipost k=1"]
     assert s["pairs"] == 1 and s["compute_to_match"] == pytest.approx(10.0)  # seed 9 has no standard to pair with
 
@@ -206,10 +261,15 @@ def test_seeds_are_paired_by_their_value_not_by_position():
 def test_hyper_parameters_are_chosen_on_dev_for_every_arm():
     spike = [(0, 0.3), (1e12, 0.40), (2e12, 0.95), (3e12, 0.40), (4e12, 0.40)]  # best 0.95, smoothed 0.58
     steady = [(0, 0.3), (1e12, 0.60), (2e12, 0.70), (3e12, 0.70), (4e12, 0.70)]  # best 0.70, smoothed 0.70
-    table = rows(run("s1", "standard", spike, config="lr=0.1"), run("s2", "standard", spike, config="lr=0.1", seed=1),
-                 run("s3", "standard", steady, config="lr=0.01"),
-                 run("p1", "minipost k=1", spike, config="lr=0.1"), run("p2", "minipost k=1", steady, config="lr=0.01"),
-                 run("t1", "minipost k=2", steady, config="lr=b"), run("t2", "minipost k=2", steady, config="lr=a"))
+    table = rows(
+        run("s1", "standard", spike, config="lr=0.1"),
+        run("s2", "standard", spike, config="lr=0.1", seed=1),
+        run("s3", "standard", steady, config="lr=0.01"),
+        run("p1", "minipost k=1", spike, config="lr=0.1"),
+        run("p2", "minipost k=1", steady, config="lr=0.01"),
+        run("t1", "minipost k=2", steady, config="lr=b"),
+        run("t2", "minipost k=2", steady, config="lr=a"),
+    )
     s = by_arm(table)
     assert s.loc["standard", "config"] == s.loc["minipost k=1", "config"] == "lr=0.01"
     assert s.loc["standard", "seeds"] == 1  # only the chosen config's seeds
@@ -227,8 +287,11 @@ def test_minijoint_against_its_own_baseline_and_plain_standard():
     joint = "standard (joint k=2)"
     joint_standard = [(0, 0.3), (2e12, 0.59), (4e12, 0.69), (5e12, 0.7), (6e12, 0.7), (7e12, 0.7)]
     minijoint = [(0, 0.3), (5e11, 0.59), (1e12, 0.69), (2e12, 0.7), (3e12, 0.7), (4e12, 0.7)]
-    table = rows(run("s", "standard", STANDARD), run("j", joint, joint_standard, baseline=joint),
-                 run("m", "minijoint k=2", minijoint, baseline=joint, one_off=6e12))
+    table = rows(
+        run("s", "standard", STANDARD),
+        run("j", joint, joint_standard, baseline=joint),
+        run("m", "minijoint k=2", minijoint, baseline=joint, one_off=6e12),
+    )
     s = by_arm(table)
     assert s.loc["minijoint k=2", "target"] == pytest.approx(0.69)  # its own baseline's plateau 0.70, not standard's
     own = crossing(joint_standard, 0.69), crossing(minijoint, 0.69)
@@ -243,11 +306,15 @@ def test_minijoint_against_its_own_baseline_and_plain_standard():
 def test_total_compute_and_break_even_from_the_sweep_s_own_languages():
     slower = [(0, 0.3), (1e12, 0.3), (2e12, 0.3), (3e12, 0.6), (4e12, 0.6), (5e12, 0.6), (6e12, 0.6)]  # 0.59 at 3.9e12
     fast, standard = crossing(FAST, 0.59), 2.7e12
+
     def language(name, minipost):
-        return [run(f"s-{name}", "standard", STANDARD, language=name),
-                run(f"p-{name}", "minipost k=1", minipost, one_off=3.5e12, language=name),
-                run(f"q-{name}", "minipost k=2", slower, one_off=1e12, language=name),
-                run(f"r-{name}", "minipost k=3", FAST, language=name)]
+        return [
+            run(f"s-{name}", "standard", STANDARD, language=name),
+            run(f"p-{name}", "minipost k=1", minipost, one_off=3.5e12, language=name),
+            run(f"q-{name}", "minipost k=2", slower, one_off=1e12, language=name),
+            run(f"r-{name}", "minipost k=3", FAST, language=name),
+        ]
+
     s = frontier.summary(rows(*language("de", FAST), *language("fr", [(f * 2, a) for f, a in FAST])))
     k1 = s[s["arm"] == "minipost k=1"].iloc[0]
     savings = [standard - fast, standard - 2 * fast]  # measured on each of the two languages
@@ -265,9 +332,11 @@ def test_total_compute_and_break_even_from_the_sweep_s_own_languages():
 
 
 def test_test_accuracy_at_the_chosen_point_is_interpolated():
-    table = rows(run("s", "standard", STANDARD),
-                 run("p", "minipost k=1", FAST, test=[0.2, 0.4, 0.6, 0.7, 0.65]),
-                 run("q", "minipost k=2", [(0, 0.3), (1e12, 0.4)], test=[0.25, 0.35]))
+    table = rows(
+        run("s", "standard", STANDARD),
+        run("p", "minipost k=1", FAST, test=[0.2, 0.4, 0.6, 0.7, 0.65]),
+        run("q", "minipost k=2", [(0, 0.3), (1e12, 0.4)], test=[0.25, 0.35]),
+    )
     s = by_arm(table)
     assert s.loc["minipost k=1", "test_at_target"] == pytest.approx(0.4 + 0.2 * (crossing(FAST, 0.59) - 1e11) / 1e11)
     assert s.loc["minipost k=1", "final_test_accuracy"] == pytest.approx(0.65)
@@ -276,8 +345,9 @@ def test_test_accuracy_at_the_chosen_point_is_interpolated():
 
 
 def test_curves_average_only_the_seeds_that_got_there():
-    table = rows(run("s1", "standard", [(0, 0.2), (1.0, 0.4), (2.0, 0.6)], seed=1),
-                 run("s2", "standard", [(0, 0.4), (1.5, 0.5), (3.0, 0.8)], seed=2))
+    table = rows(
+        run("s1", "standard", [(0, 0.2), (1.0, 0.4), (2.0, 0.6)], seed=1), run("s2", "standard", [(0, 0.4), (1.5, 0.5), (3.0, 0.8)], seed=2)
+    )
     c = frontier.curves(table).set_index("flops")
     assert list(c.index) == [0, 1.0, 1.5, 2.0, 3.0]
     assert c.loc[1.0, "accuracy"] == pytest.approx((0.4 + (0.4 + 0.1 / 1.5)) / 2)
@@ -291,15 +361,27 @@ def sweep_table() -> pd.DataFrame:
     runs = []
     for language in ("de", "ja"):
         for condition in ("init=overlap", "init=random"):
-            for arm, baseline, speed, one_off in (("standard", "standard", 1.0, 0.0),
-                                                  ("minipost k=1", "standard", 4.0, 2e12),
-                                                  ("standard (joint k=2)", "standard (joint k=2)", 1.0, 0.0),
-                                                  ("minijoint k=2", "standard (joint k=2)", 3.0, 3e12)):
+            for arm, baseline, speed, one_off in (
+                ("standard", "standard", 1.0, 0.0),
+                ("minipost k=1", "standard", 4.0, 2e12),
+                ("standard (joint k=2)", "standard (joint k=2)", 1.0, 0.0),
+                ("minijoint k=2", "standard (joint k=2)", 3.0, 3e12),
+            ):
                 for seed in range(3):
                     flops = np.linspace(0, 1e13 / speed, 8)
                     acc = 0.3 + 0.4 * (1 - np.exp(-3 * np.arange(8) / 7)) + rng.normal(0, 0.01, 8)
-                    runs.append(run(f"{language}-{condition}-{arm}-{seed}", arm, list(zip(flops, acc)), seed=seed,
-                                    baseline=baseline, one_off=one_off, language=language, condition=condition))
+                    runs.append(
+                        run(
+                            f"{language}-{condition}-{arm}-{seed}",
+                            arm,
+                            list(zip(flops, acc)),
+                            seed=seed,
+                            baseline=baseline,
+                            one_off=one_off,
+                            language=language,
+                            condition=condition,
+                        )
+                    )
     table = rows(*runs)
     table["dev_items"] = 400
     return table
@@ -309,8 +391,14 @@ def test_write_and_plot(tmp_path):
     table = sweep_table()
     written = frontier_report.write(table, tmp_path / "out")
     result, files = written.summary, written.paths
-    assert [f.name for f in files] == ["frontier.csv", "frontier.md", "frontier.png", "frontier_points.csv",
-                                       "frontier_curves.csv", "evaluations.csv"]
+    assert [f.name for f in files] == [
+        "frontier.csv",
+        "frontier.md",
+        "frontier.png",
+        "frontier_points.csv",
+        "frontier_curves.csv",
+        "evaluations.csv",
+    ]
     assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     back = pd.read_csv(files[0])
     assert list(back.columns) == frontier.SUMMARY_COLUMNS and len(back) == len(result) == 16
@@ -324,29 +412,55 @@ def test_write_and_plot(tmp_path):
 
 
 def test_a_target_below_the_majority_floor_is_flagged():
-    rows = [{"run_id": f"{arm}-{seed}", "language": "xx", "condition": "init=overlap", "arm": arm, "method": arm,
-             "depth": "full", "baseline": "standard", "seed": seed, "config": "", "step": step, "flops": flops,
-             "accuracy": acc, "test_accuracy": acc, "english_accuracy": 0.8, "majority_accuracy": 0.25,
-             "one_off_flops": 0.0}
-            for arm in ("standard", "minipost") for seed in (0, 1)
-            for step, flops, acc in ((0, 0.0, 0.10), (10, 1e12, 0.12), (20, 2e12, 0.13))]
+    rows = [
+        {
+            "run_id": f"{arm}-{seed}",
+            "language": "xx",
+            "condition": "init=overlap",
+            "arm": arm,
+            "method": arm,
+            "depth": "full",
+            "baseline": "standard",
+            "seed": seed,
+            "config": "",
+            "step": step,
+            "flops": flops,
+            "accuracy": acc,
+            "test_accuracy": acc,
+            "english_accuracy": 0.8,
+            "majority_accuracy": 0.25,
+            "one_off_flops": 0.0,
+        }
+        for arm in ("standard", "minipost")
+        for seed in (0, 1)
+        for step, flops, acc in ((0, 0.0, 0.10), (10, 1e12, 0.12), (20, 2e12, 0.13))
+    ]
     table = frontier.summary(pd.DataFrame(rows))
     assert table["note"].str.contains("target at or below the majority floor").all()
 
 
 def test_a_baseline_that_stays_within_noise_of_its_start_gives_no_ratio():
     """fr in the study: standard 0.314 -> plateau 0.325 on 400 dev items; a 1.27x read off that is noise."""
+
     def flat(run_id, arm, seed, rise):
-        return [dict(r, dev_items=400) for r in run(run_id, arm, [(0, 0.314), (1e12, 0.314 + rise), (2e12, 0.314 + rise),
-                                                                   (3e12, 0.314 + rise)], seed=seed)]
-    noisy = by_arm(rows(*(flat(f"s{i}", "standard", i, 0.011) for i in range(3)),
-                        *(flat(f"m{i}", "minipost k=2", i, 0.011) for i in range(3)))
-                   .assign(one_off_flops=lambda t: np.where(t["arm"] == "standard", 0.0, 1e12)))
+        return [
+            dict(r, dev_items=400)
+            for r in run(run_id, arm, [(0, 0.314), (1e12, 0.314 + rise), (2e12, 0.314 + rise), (3e12, 0.314 + rise)], seed=seed)
+        ]
+
+    noisy = by_arm(
+        rows(*(flat(f"s{i}", "standard", i, 0.011) for i in range(3)), *(flat(f"m{i}", "minipost k=2", i, 0.011) for i in range(3))).assign(
+            one_off_flops=lambda t: np.where(t["arm"] == "standard", 0.0, 1e12)
+        )
+    )
     assert np.isnan(noisy.loc["minipost k=2", "compute_to_match"]) and np.isnan(noisy.loc["minipost k=2", "break_even_languages"])
-    assert ("standard rises 1.1 points (last 3 evaluations over step 0), under 2 standard errors of a dev evaluation (4.6)"
-            in noisy.loc["minipost k=2", "note"])
-    clear = by_arm(rows(*(flat(f"s{i}", "standard", i, 0.06) for i in range(3)),
-                        *(flat(f"m{i}", "minipost k=2", i, 0.06) for i in range(3))))
+    assert (
+        "standard rises 1.1 points (last 3 evaluations over step 0), under 2 standard errors of a dev evaluation (4.6)"
+        in noisy.loc["minipost k=2", "note"]
+    )
+    clear = by_arm(
+        rows(*(flat(f"s{i}", "standard", i, 0.06) for i in range(3)), *(flat(f"m{i}", "minipost k=2", i, 0.06) for i in range(3)))
+    )
     assert clear.loc["minipost k=2", "compute_to_match"] == pytest.approx(1.0) and not clear.loc["minipost k=2", "note"]
 
 
@@ -360,8 +474,7 @@ def null_sweep(rng: np.random.Generator, seeds: int, speedup: float = 1.0, items
         for arm, cost in (("standard", 1e12), ("minipost k=2", 1e12 / speedup)):
             gain, pace = rng.normal(0.07, 0.015), rng.lognormal(np.log(3), 0.3)
             accuracy = rng.binomial(items, start + gain * (1 - np.exp(-steps / pace))) / items
-            runs.append([dict(r, dev_items=items) for r in run(f"{arm}-{seed}", arm, list(zip(steps * cost, accuracy)),
-                                                                seed=seed)])
+            runs.append([dict(r, dev_items=items) for r in run(f"{arm}-{seed}", arm, list(zip(steps * cost, accuracy)), seed=seed)])
     return rows(*runs)
 
 
@@ -370,8 +483,9 @@ def test_the_cheaper_claim_fires_at_most_5_percent_of_the_time_under_the_null(se
     """Both arms from one distribution: "cheaper" (the compute ratio's interval above 1) is a false
     claim. The independent bootstrap this replaces made it in 9-10% of such sweeps at 3 seeds."""
     rng = np.random.default_rng(17)
-    claims = [frontier.summary(null_sweep(rng, seeds), 0.02).set_index("arm").loc["minipost k=2", "compute_to_match_lo"] > 1
-              for _ in range(150)]
+    claims = [
+        frontier.summary(null_sweep(rng, seeds), 0.02).set_index("arm").loc["minipost k=2", "compute_to_match_lo"] > 1 for _ in range(150)
+    ]
     assert np.mean(claims) <= 0.05
 
 
@@ -381,15 +495,15 @@ def per_seed_flops(rng: np.random.Generator, seeds: int, speedup: float = 1.0) -
     curves = {key: (g["flops"].to_numpy(), g["accuracy"].to_numpy()) for key, g in table.groupby(["arm", "seed"])}
     target = np.mean([frontier.plateau(a) for (arm, _), (_, a) in curves.items() if arm == "standard"]) - 0.02
     flops = {key: frontier.flops_to(f, a, target) for key, (f, a) in curves.items()}
-    return (np.array([flops["standard", s] for s in range(seeds)]),
-            np.array([flops["minipost k=2", s] for s in range(seeds)]))
+    return (np.array([flops["standard", s] for s in range(seeds)]), np.array([flops["minipost k=2", s] for s in range(seeds)]))
 
 
 def bootstrap_low(reference: np.ndarray, arm: np.ndarray) -> float:
     """The rejected interval: seeds of the two arms resampled independently (low end of 95%)."""
     rng = np.random.default_rng(0)
-    draws = (reference[rng.integers(0, len(reference), (2000, len(reference)))].mean(axis=1)
-             / arm[rng.integers(0, len(arm), (2000, len(arm)))].mean(axis=1))
+    draws = reference[rng.integers(0, len(reference), (2000, len(reference)))].mean(axis=1) / arm[
+        rng.integers(0, len(arm), (2000, len(arm)))
+    ].mean(axis=1)
     return float(np.quantile(draws, 0.025))
 
 
@@ -412,8 +526,7 @@ def calibration(seeds: int, sweeps: int, speedup: float = 1.0) -> dict[str, floa
         fired["t"] += frontier.paired_ratio(reference, arm).lo > 1
         fired["bootstrap"] += bootstrap_low(reference, arm) > 1
         fired["sign flip"] += sign_flip_p(np.log(reference / arm)) < frontier.CHEAPER_LEVEL
-    return {**{rule: n / sweeps for rule, n in fired.items()},
-            **{f"{rule} | complete": n / max(complete, 1) for rule, n in fired.items()}}
+    return {**{rule: n / sweeps for rule, n in fired.items()}, **{f"{rule} | complete": n / max(complete, 1) for rule, n in fired.items()}}
 
 
 def test_the_interval_is_chosen_by_simulation():
@@ -435,10 +548,11 @@ def test_one_dev_item_does_not_move_the_crossing():
     standard = np.array([152, 160, 166, 170, 173, 175, 176, 176, 177]) / 400  # plateau 529 / 3 items
     spike = np.array([152, 158, 169, 160, 163, 166, 169, 172, 174]) / 400  # 169 clears the target of 168.3
     target = 529 / 3 / 400 - 0.02
+
     def ratio(minipost):
-        table = rows(run("s", "standard", list(zip(flops, standard))),
-                     run("p", "minipost k=2", list(zip(flops / 2, minipost))))
+        table = rows(run("s", "standard", list(zip(flops, standard))), run("p", "minipost k=2", list(zip(flops / 2, minipost))))
         return frontier.summary(table.assign(dev_items=400), 0.02).set_index("arm").loc["minipost k=2", "compute_to_match"]
+
     one_fewer = spike - np.eye(9)[2] / 400
     raw = [flops[np.argmax(curve >= target)] / 2 for curve in (spike, one_fewer)]
     assert raw == [1e12, 3e12]  # read raw, one item triples the arm's FLOPs to the target
@@ -450,12 +564,16 @@ def test_matches_is_an_equivalence_test_on_paired_seeds():
     """The arm's plateau and final test accuracy minus the baseline's, seed by seed, within the
     tolerance by two one-sided tests: level arms match; an arm 3 points under does not; one seed is
     untestable."""
+
     def curve(level, seed):
-        return [(0, 0.30 + seed / 100), (1e12, level + seed / 100), (2e12, level + seed / 100 + 0.001 * seed),
-                (3e12, level + seed / 100)]
+        return [(0, 0.30 + seed / 100), (1e12, level + seed / 100), (2e12, level + seed / 100 + 0.001 * seed), (3e12, level + seed / 100)]
+
     def table(gap, seeds=3):
-        return rows(*(run(f"s{i}", "standard", curve(0.5, i), seed=i) for i in range(seeds)),
-                    *(run(f"p{i}", "minipost k=1", curve(0.5 - gap + 0.002 * (i - 1), i), seed=i) for i in range(seeds)))
+        return rows(
+            *(run(f"s{i}", "standard", curve(0.5, i), seed=i) for i in range(seeds)),
+            *(run(f"p{i}", "minipost k=1", curve(0.5 - gap + 0.002 * (i - 1), i), seed=i) for i in range(seeds)),
+        )
+
     level = by_arm(table(0.0)).loc["minipost k=1"]
     assert level["matches_dev"] and level["matches_test"]
     assert level["matches_dev_lo"] < level["matches_dev_diff"] < level["matches_dev_hi"]
@@ -471,8 +589,7 @@ def test_holm_corrects_the_claims_of_one_table():
     assert np.allclose(frontier.holm(np.array([0.01, 0.04, np.nan, 0.03])), [0.03, 0.06, np.nan, 0.06], equal_nan=True)
     # three languages, one arm each: 3 comparisons; a p-value that passes alone may not pass among three
     rng = np.random.default_rng(5)
-    table = pd.concat([null_sweep(rng, 3, speedup=s).assign(language=lang)
-                       for lang, s in (("de", 1.6), ("fr", 1.0), ("it", 1.0))])
+    table = pd.concat([null_sweep(rng, 3, speedup=s).assign(language=lang) for lang, s in (("de", 1.6), ("fr", 1.0), ("it", 1.0))])
     s = frontier.summary(table, 0.02)
     arms = s[s["arm"] != "standard"]
     assert (arms["comparisons"] == 3).all()
@@ -484,13 +601,18 @@ def test_holm_corrects_the_claims_of_one_table():
 def test_a_baseline_that_rises_by_less_than_its_seed_spread_gives_no_ratio():
     """The rise is the last 3 evaluations over step 0, per seed, tested over seeds: a plateau picked as
     the best of noisy points no longer makes a flat curve look like learning."""
+
     def seeds(gains, arm="standard"):
-        return [run(f"{arm}{i}", arm, [(0, 0.40), (1e12, 0.40 + g), (2e12, 0.40 + g), (3e12, 0.40 + g)], seed=i)
-                for i, g in enumerate(gains)]
+        return [
+            run(f"{arm}{i}", arm, [(0, 0.40), (1e12, 0.40 + g), (2e12, 0.40 + g), (3e12, 0.40 + g)], seed=i) for i, g in enumerate(gains)
+        ]
+
     noisy = by_arm(rows(*seeds([0.05, -0.03, 0.01]), *seeds([0.05, -0.03, 0.01], "minipost k=1")))
     assert np.isnan(noisy.loc["minipost k=1", "compute_to_match"])
-    assert ("standard rises 1.0 points (last 3 evaluations over step 0), one-sided p=0.35 over 3 seeds: no ratio to read"
-            in noisy.loc["minipost k=1", "note"])
+    assert (
+        "standard rises 1.0 points (last 3 evaluations over step 0), one-sided p=0.35 over 3 seeds: no ratio to read"
+        in noisy.loc["minipost k=1", "note"]
+    )
     clear = by_arm(rows(*seeds([0.05, 0.06, 0.055]), *seeds([0.05, 0.06, 0.055], "minipost k=1")))
     assert clear.loc["minipost k=1", "compute_to_match"] == pytest.approx(1.0) and not clear.loc["minipost k=1", "note"]
     assert clear.loc["minipost k=1", "baseline_rise"] == pytest.approx(0.055)
@@ -513,8 +635,16 @@ def test_frontier_from_mlflow_equals_frontier_from_its_evaluations_csv(tmp_path,
         tags = {"kind": "trial", **{t: str(first[t]) for t in tracking.TRIAL_TAGS}}
         child = tracking.start_child(sweep, run_id, tags, {})
         for _, point in trial.iterrows():
-            tracking.log_point(sweep, child, {"step": int(point["step"]), "flops": point["flops"],
-                                              "accuracy": point["accuracy"], "test_accuracy": point["test_accuracy"]})
+            tracking.log_point(
+                sweep,
+                child,
+                {
+                    "step": int(point["step"]),
+                    "flops": point["flops"],
+                    "accuracy": point["accuracy"],
+                    "test_accuracy": point["test_accuracy"],
+                },
+            )
         tracking.log_metrics(sweep, child, {c: first[c] for c in tracking.RUN_CONSTANTS}, 10**6)
         tracking.end_run(sweep, child)
     cli.main(["frontier", "--experiment", "roundtrip", "--tracking-uri", uri, "--out", str(tmp_path / "from-mlflow")])
@@ -529,12 +659,17 @@ def test_frontier_from_mlflow_equals_frontier_from_its_evaluations_csv(tmp_path,
     assert (tmp_path / "again" / "evaluations.csv").read_text() == (tmp_path / "from-mlflow" / "evaluations.csv").read_text()
 
 
-@pytest.mark.parametrize("content, expected", [
-    (None, "--points {path}: no such file"),
-    ("run_id,language\nx,de\n", "--points {path}: missing columns arm, baseline, seed, step, flops, accuracy"),
-    ("run_id,language,arm,baseline,seed,step,flops,accuracy\nx,de,standard,standard,0,0,lots,0.3\n",
-     "--points {path}:2: flops 'lots' is not a number"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "--points {path}: no such file"),
+        ("run_id,language\nx,de\n", "--points {path}: missing columns arm, baseline, seed, step, flops, accuracy"),
+        (
+            "run_id,language,arm,baseline,seed,step,flops,accuracy\nx,de,standard,standard,0,0,lots,0.3\n",
+            "--points {path}:2: flops 'lots' is not a number",
+        ),
+    ],
+)
 def test_a_bad_points_file_is_one_clear_error(tmp_path, capsys, content, expected):
     from minimodel import cli
 

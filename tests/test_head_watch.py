@@ -1,5 +1,6 @@
 """The driver's watch on its Ray head (trainables/head_watch.py), against a real listening socket:
 a head that stops answering ends the process with one line and exit 2; a head that answers does not."""
+
 from __future__ import annotations
 
 import socket
@@ -20,9 +21,13 @@ print("outlived the watch", flush=True)
 
 def watcher(address: str, seconds: float) -> subprocess.Popen:
     # Ray's reconnect timeout of 2 s: the watch gives up after 1 s without the head
-    return subprocess.Popen([sys.executable, "-c", WATCHER, address, str(seconds)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"RAY_gcs_rpc_server_reconnect_timeout_s": "2", "PATH": ""})
+    return subprocess.Popen(
+        [sys.executable, "-c", WATCHER, address, str(seconds)],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"RAY_gcs_rpc_server_reconnect_timeout_s": "2", "PATH": ""},
+    )
 
 
 def test_a_head_that_stops_answering_ends_the_driver_with_one_line():

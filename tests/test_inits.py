@@ -1,6 +1,7 @@
 """FOCUS and WECHSEL through their real libraries (deepfocus, wechsel, fasttext) on tiny models and the
 synthetic cipher language: rows of the right shape and scale, source vectors kept where the library
 copies them, one cached init per language shared by the arms, and validation that names what is missing."""
+
 from __future__ import annotations
 
 import copy
@@ -30,18 +31,24 @@ def languages(toy_data):
     model, source = tiny("bert", english)
     dictionary = root / "dict-{lang}.tsv"
     (root / "dict-xx.tsv").write_text("".join(f"{e}\t{c}\n" for e, c in list(cipher().items())[::2]))
-    return {"model": model, "source": source, "target": train_tokenizer(source, target_text, 300),
-            "texts": target_text, "dictionary": str(dictionary)}
+    return {
+        "model": model,
+        "source": source,
+        "target": train_tokenizer(source, target_text, 300),
+        "texts": target_text,
+        "dictionary": str(dictionary),
+    }
 
 
 def config(toy_data, languages, init: str, method: str = "standard", **fasttext) -> dict:
-    return trial_config({
-        "model": {"name": "scratch", "hidden": 32, "layers": 4, "heads": 2, "ffn": 64, "vocab_size": 300},
-        "data": {"source_corpus": toy_data["corpus"], "target_corpus": toy_data["corpus"], "task": toy_data["task"],
-                 "max_docs": 3000},
-        "adapt": {"language": "xx", "method": method, "init": init, "dictionary": languages["dictionary"]},
-        "fasttext": {**TINY_VECTORS, **fasttext},
-    })
+    return trial_config(
+        {
+            "model": {"name": "scratch", "hidden": 32, "layers": 4, "heads": 2, "ffn": 64, "vocab_size": 300},
+            "data": {"source_corpus": toy_data["corpus"], "target_corpus": toy_data["corpus"], "task": toy_data["task"], "max_docs": 3000},
+            "adapt": {"language": "xx", "method": method, "init": init, "dictionary": languages["dictionary"]},
+            "fasttext": {**TINY_VECTORS, **fasttext},
+        }
+    )
 
 
 @pytest.mark.parametrize("init", ["focus", "wechsel"])
@@ -98,8 +105,10 @@ def test_validate_names_the_language_and_what_to_install(raw, languages):  # noq
     raw["trial"]["adapt"]["init"] = "wechsel"
     with pytest.raises(SpecError) as err:
         validate(raw)
-    assert str(err.value) == ("trial.adapt.init: wechsel for xx: FreeDict has no English dictionary for xx; "
-                              "give a file of 'english<TAB>word' lines as trial.adapt.dictionary")
+    assert str(err.value) == (
+        "trial.adapt.init: wechsel for xx: FreeDict has no English dictionary for xx; "
+        "give a file of 'english<TAB>word' lines as trial.adapt.dictionary"
+    )
     raw["trial"]["adapt"]["dictionary"] = "/nonexistent/{lang}.tsv"
     with pytest.raises(SpecError, match=r"^trial.adapt.init: wechsel for xx: no dictionary file /nonexistent/xx.tsv$"):
         validate(raw)
@@ -111,13 +120,17 @@ def test_validate_names_the_language_and_what_to_install(raw, languages):  # noq
 
 def test_freedict_package_named_for_a_language_that_has_one(monkeypatch, tmp_path):
     monkeypatch.setattr(inits.freedict, "DICTD_DIR", tmp_path)
-    with pytest.raises(inits.InitError, match="^wechsel for de: no English-de FreeDict dictionary in .*: "
-                       "apt-get install dict-freedict-eng-deu or dict-freedict-deu-eng$"):
+    with pytest.raises(
+        inits.InitError,
+        match="^wechsel for de: no English-de FreeDict dictionary in .*: apt-get install dict-freedict-eng-deu or dict-freedict-deu-eng$",
+    ):
         inits.check("wechsel", "de", "")
 
 
-@pytest.mark.skipif(not (inits.freedict.DICTD_DIR / "freedict-eng-rus.index").is_file(),
-                    reason="dict-freedict-eng-rus is not installed (apt-get install dict-freedict-eng-rus)")
+@pytest.mark.skipif(
+    not (inits.freedict.DICTD_DIR / "freedict-eng-rus.index").is_file(),
+    reason="dict-freedict-eng-rus is not installed (apt-get install dict-freedict-eng-rus)",
+)
 def test_freedict_entries_become_single_word_pairs():
     pairs = inits.freedict.word_pairs(inits.freedict.DICTD_DIR / "freedict-eng-rus.index")
     assert ("garden", "сад") in pairs and ("ABC", "алфавит") in pairs  # "азбука, алфавит" split
@@ -129,11 +142,15 @@ def test_freedict_entries_become_single_word_pairs():
 def test_a_trial_relearns_from_focus_and_reports_its_cost(toy_data, languages, tmp_path):
     """The whole trial on a library init: the spliced rows are the init stage's, and the cost is reported."""
     cfg = config(toy_data, languages, "focus")
-    cfg = trial_config({**cfg, "pretrain": {**cfg["pretrain"], "steps": 20, "batch_size": 16},
-                        "finetune": {**cfg["finetune"], "steps": 10, "batch_size": 16},
-                        "data": {**cfg["data"], "seq_len": 32, "max_docs": 500, "max_eval": 20},
-                        "adapt": {**cfg["adapt"], "vocab_size": 300, "steps": 4, "eval_every": 2, "batch_size": 8,
-                                  "train_shared": False}})
+    cfg = trial_config(
+        {
+            **cfg,
+            "pretrain": {**cfg["pretrain"], "steps": 20, "batch_size": 16},
+            "finetune": {**cfg["finetune"], "steps": 10, "batch_size": 16},
+            "data": {**cfg["data"], "seq_len": 32, "max_docs": 500, "max_eval": 20},
+            "adapt": {**cfg["adapt"], "vocab_size": 300, "steps": 4, "eval_every": 2, "batch_size": 8, "train_shared": False},
+        }
+    )
     result = pipeline.run_trial(cfg, tmp_path)
     stats = inits.load(pipeline.stage_dir("init", cfg, tmp_path))[2]
     assert result["init_s"] == stats["init_s"] > 0 and result["overlap_tokens"] == stats["copied_rows"] > 0

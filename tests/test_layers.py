@@ -1,5 +1,6 @@
 """The core (minimodel.method, .text, .experiment) runs without Ray, MLflow or Optuna: arrows point one
 way, sweeps -> CLI -> trainables -> core. Checked on the source and on what importing it loads."""
+
 from __future__ import annotations
 
 import ast
@@ -30,9 +31,10 @@ def test_no_core_module_imports_ray_mlflow_or_optuna():
 
 
 def test_importing_the_whole_core_loads_none_of_them():
-    modules = [f"minimodel.{pkg}.{f.stem}" for pkg in CORE for f in sorted((ROOT / "minimodel" / pkg).glob("*.py"))
-               if f.stem != "__init__"]
-    code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n" \
-           f"print(sorted(n for n in sys.modules if n.split('.')[0] in {GLUE!r}))"
+    modules = [f"minimodel.{pkg}.{f.stem}" for pkg in CORE for f in sorted((ROOT / "minimodel" / pkg).glob("*.py")) if f.stem != "__init__"]
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        f"print(sorted(n for n in sys.modules if n.split('.')[0] in {GLUE!r}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -1,5 +1,6 @@
 """The method's invariants on tiny models: what is frozen stays frozen, mini-models are exact views,
 masked-only MLM is the same loss, FLOPs are real, and everything round-trips through save/load."""
+
 from __future__ import annotations
 
 import copy
@@ -140,8 +141,7 @@ def test_save_load_round_trips_give_identical_logits(tmp_path, english_lines):
     target = train_tokenizer(tokenizer, [encipher(s, cipher()) for s in english_lines], 300)
     splice(spliced, *init_embeddings(full, len(target)))
     target_ids = torch.tensor([target(encipher(english_lines[1], cipher()))["input_ids"]])
-    for name, model, x in (("full", full, ids), ("joint", joint_mini, ids), ("post", post_mini, ids),
-                           ("spliced", spliced, target_ids)):
+    for name, model, x in (("full", full, ids), ("joint", joint_mini, ids), ("post", post_mini, ids), ("spliced", spliced, target_ids)):
         model.save_pretrained(tmp_path / name)
         loaded = AutoModelForMaskedLM.from_pretrained(tmp_path / name)
         model.eval()
@@ -169,8 +169,18 @@ def test_checkpoint_resume_continues_where_it_stopped(tmp_path, english_lines):
 
     def run(folder, on_eval=None):
         model = models.build_mlm("bert", tokenizer, hidden=32, layers=4, heads=2, ffn=64, max_len=32)
-        stats = train(model, lambda b: mlm_loss(model, b), batches_for(tokenizer, english_lines), steps=5, lr=1e-3,
-                      evaluate=dict, eval_every=1, on_eval=on_eval, checkpoint_dir=folder, checkpoint_every=1)
+        stats = train(
+            model,
+            lambda b: mlm_loss(model, b),
+            batches_for(tokenizer, english_lines),
+            steps=5,
+            lr=1e-3,
+            evaluate=dict,
+            eval_every=1,
+            on_eval=on_eval,
+            checkpoint_dir=folder,
+            checkpoint_every=1,
+        )
         return model, stats
 
     straight, _ = run(None)
@@ -205,8 +215,17 @@ def test_a_run_killed_while_saving_resumes_from_its_previous_checkpoint(tmp_path
 
     def run(folder):
         model = models.build_mlm("bert", tokenizer, hidden=32, layers=2, heads=2, ffn=64, max_len=32)
-        stats = train(model, lambda b: mlm_loss(model, b), batches_for(tokenizer, english_lines), steps=5, lr=1e-3,
-                      evaluate=dict, eval_every=1, checkpoint_dir=folder, checkpoint_every=1)
+        stats = train(
+            model,
+            lambda b: mlm_loss(model, b),
+            batches_for(tokenizer, english_lines),
+            steps=5,
+            lr=1e-3,
+            evaluate=dict,
+            eval_every=1,
+            checkpoint_dir=folder,
+            checkpoint_every=1,
+        )
         return model, stats
 
     straight, _ = run(None)

@@ -6,6 +6,7 @@ relearning alone, the English-fine-tuned model must read it: zero-shot accuracy 
 majority of the English accuracy, through the full model (standard), the MiniJoint mini-model and
 the MiniPost mini-model.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,16 +27,26 @@ def toy_config(toy_data: dict, method: str, **adapt) -> dict:
     """A trial on the shipped toy source (tests/toy_source.py); MiniJoint continues its pretraining
     with the second head, as it does from any pretrained checkpoint."""
     corpus, task = toy_data["corpus"], toy_data["task"]
-    return trial_config({
-        "model": {"name": str(ASSET)},
-        "pretrain": {"steps": JOINT_STEPS if method == "minijoint" else 0, "lr": 3e-3, "batch_size": 32},
-        "data": {"source_corpus": corpus, "task": task, "target_corpus": corpus, "seq_len": 32, "max_docs": 3000,
-                 "max_eval": 120},
-        "finetune": {"steps": 200, "lr": 2e-4, "batch_size": 32},
-        "align": {"steps": 300, "lr": 3e-3, "layers": 1},
-        "adapt": {"language": "xx", "method": method, "depth": 2, "init": "overlap", "vocab_size": 400, "lr": 3e-2,
-                  "steps": 200, "eval_every": 50, **adapt},
-    })
+    return trial_config(
+        {
+            "model": {"name": str(ASSET)},
+            "pretrain": {"steps": JOINT_STEPS if method == "minijoint" else 0, "lr": 3e-3, "batch_size": 32},
+            "data": {"source_corpus": corpus, "task": task, "target_corpus": corpus, "seq_len": 32, "max_docs": 3000, "max_eval": 120},
+            "finetune": {"steps": 200, "lr": 2e-4, "batch_size": 32},
+            "align": {"steps": 300, "lr": 3e-3, "layers": 1},
+            "adapt": {
+                "language": "xx",
+                "method": method,
+                "depth": 2,
+                "init": "overlap",
+                "vocab_size": 400,
+                "lr": 3e-2,
+                "steps": 200,
+                "eval_every": 50,
+                **adapt,
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -164,8 +175,7 @@ def test_a_model_folder_rebuilt_in_place_gets_new_stage_keys(toy_data, english_l
     cfg["model"]["name"] = str(tmp_path / "model")
     keys = []
     for seed in (0, 0, 1):
-        models.build_mlm("bert", tokenizer, hidden=32, layers=2, heads=2, ffn=64, max_len=32, seed=seed)\
-            .save_pretrained(tmp_path / "model")
+        models.build_mlm("bert", tokenizer, hidden=32, layers=2, heads=2, ffn=64, max_len=32, seed=seed).save_pretrained(tmp_path / "model")
         tokenizer.save_pretrained(tmp_path / "model")
         keys.append(pipeline.stage_keys(cfg))
     assert keys[0] == keys[1]

@@ -1,4 +1,5 @@
 """Precision: which autocast each setting picks, and that bf16 training matches fp32 with fp32 weights."""
+
 from __future__ import annotations
 
 import copy
@@ -55,8 +56,9 @@ def test_bf16_training_matches_fp32_and_keeps_fp32_weights(english_lines):
     results = {}
     for precision in ("fp32", "bf16"):
         trained = copy.deepcopy(model)
-        stats = train(trained, lambda b: mlm_loss(trained, b), mlm_batches(blocks, tokenizer, 16, seed=0), steps=4,
-                      lr=1e-3, precision=precision)
+        stats = train(
+            trained, lambda b: mlm_loss(trained, b), mlm_batches(blocks, tokenizer, 16, seed=0), steps=4, lr=1e-3, precision=precision
+        )
         assert all(p.dtype is torch.float32 for p in trained.parameters())
         results[precision] = (stats["loss"], mlm_eval(trained, held, precision)["mlm_loss"])
     for fp32, bf16 in zip(results["fp32"], results["bf16"]):

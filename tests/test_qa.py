@@ -1,6 +1,7 @@
 """Extractive QA: MLQA/SQuAD scoring, QA data in every form, windows over long contexts, segment ids,
 and the cipher QA task end to end (tests/synthetic_qa.py): an English-trained span head reads the
 ciphered language once its embeddings are relearned."""
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ from tests.synthetic_qa import squad_json, write_qa
 
 # --- scoring ---------------------------------------------------------------------------------
 
+
 def test_mlqa_normalisation_per_language():
     assert qa_metric.tokens("The Cat, sat!", "en") == ["cat", "sat"]
     assert qa_metric.tokens("Der Hund «bellt» – laut.", "de") == ["hund", "bellt", "laut"]  # Unicode punctuation too
@@ -42,9 +44,9 @@ def test_exact_match_and_f1_as_the_official_scripts_compute_them():
 
 # --- data ------------------------------------------------------------------------------------
 
+
 def qa_row(context: str, answer: str, qid: str = "q1", question: str = "which?") -> dict:
-    return {"id": qid, "context": context, "question": question,
-            "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
+    return {"id": qid, "context": context, "question": question, "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
 
 
 def test_squad_json_and_jsonl_rows_are_qa(tmp_path):
@@ -56,8 +58,9 @@ def test_squad_json_and_jsonl_rows_are_qa(tmp_path):
         read = data.read_task(str(tmp_path / template), "en", "dev")
         assert read == rows and data.is_qa(read)
     ciphered = data.read_task(str(tmp_path / "{lang}/{split}.json"), "cipher-en", "dev")
-    assert all(r["context"][s : s + len(t)] == t for r in ciphered
-               for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"]))  # offsets still hold
+    assert all(
+        r["context"][s : s + len(t)] == t for r in ciphered for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])
+    )  # offsets still hold
     assert ciphered[1]["answers"]["text"] == [encipher("old")]
     assert not data.is_qa([{"text": "a", "label": "x"}])
 
@@ -75,15 +78,25 @@ def test_bad_qa_files_name_file_and_line(tmp_path):
 
 def test_hf_mlqa_xquad_and_squad_offline(hub_folder, monkeypatch):
     write, datasets = hub_folder
-    features = datasets.Features({
-        "id": datasets.Value("string"), "title": datasets.Value("string"), "context": datasets.Value("string"),
-        "question": datasets.Value("string"),
-        "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")})})
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "title": datasets.Value("string"),
+            "context": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
+        }
+    )
 
     def split(n: int, lang: str) -> dict:
         rows = [qa_row(f"{lang} context {i} here", f"{i}", f"id{i}") for i in range(n)]
-        return {"id": [r["id"] for r in rows], "title": ["t"] * n, "context": [r["context"] for r in rows],
-                "question": [r["question"] for r in rows], "answers": [r["answers"] for r in rows]}
+        return {
+            "id": [r["id"] for r in rows],
+            "title": ["t"] * n,
+            "context": [r["context"] for r in rows],
+            "question": [r["question"] for r in rows],
+            "answers": [r["answers"] for r in rows],
+        }
 
     mlqa = write("mlqa", {f"MLQA.{x}.{x}": {"test": split(3, x), "validation": split(2, x)} for x in ("de", "en")}, features)
     xquad = write("xquad", {"XQuAD.de": {"validation": split(40, "de")}}, features)
@@ -117,6 +130,7 @@ def test_the_paper_spec_has_an_mlqa_variant_that_validates_offline():
 
 # --- windows, spans, segment ids --------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tokenizer():
     words = [f"a{i}" for i in range(80)]
@@ -145,8 +159,7 @@ class MarksAnswer(nn.Module):
         self.ids, self.weight = (start_id, end_id), nn.Parameter(torch.zeros(1))
 
     def forward(self, input_ids, **_):
-        return SimpleNamespace(start_logits=(input_ids == self.ids[0]).float() * 10,
-                               end_logits=(input_ids == self.ids[1]).float() * 10)
+        return SimpleNamespace(start_logits=(input_ids == self.ids[0]).float() * 10, end_logits=(input_ids == self.ids[1]).float() * 10)
 
 
 def test_prediction_is_the_best_span_over_all_windows(tokenizer):
@@ -167,17 +180,33 @@ def test_sentence_pairs_keep_their_segment_ids(tokenizer):
 
 # --- end to end on the cipher QA task ---------------------------------------------------------
 
+
 def qa_config(sources: dict, **adapt) -> dict:
-    return trial_config({
-        "model": {"name": "scratch", "family": "bert", "hidden": 64, "layers": 2, "heads": 4, "ffn": 128,
-                  "vocab_size": 400},
-        "pretrain": {"steps": 1500, "lr": 3e-3, "batch_size": 32},
-        "data": {"source_corpus": sources["corpus"], "task": sources["task"], "target_corpus": sources["corpus"],
-                 "seq_len": 32, "max_docs": 3000, "max_eval": 150},
-        "finetune": {"steps": 600, "lr": 2e-3, "batch_size": 32},
-        "adapt": {"language": "xx", "method": "standard", "init": "overlap", "vocab_size": 400, "lr": 3e-2,
-                  "steps": 200, "eval_every": 50, **adapt},
-    })
+    return trial_config(
+        {
+            "model": {"name": "scratch", "family": "bert", "hidden": 64, "layers": 2, "heads": 4, "ffn": 128, "vocab_size": 400},
+            "pretrain": {"steps": 1500, "lr": 3e-3, "batch_size": 32},
+            "data": {
+                "source_corpus": sources["corpus"],
+                "task": sources["task"],
+                "target_corpus": sources["corpus"],
+                "seq_len": 32,
+                "max_docs": 3000,
+                "max_eval": 150,
+            },
+            "finetune": {"steps": 600, "lr": 2e-3, "batch_size": 32},
+            "adapt": {
+                "language": "xx",
+                "method": "standard",
+                "init": "overlap",
+                "vocab_size": 400,
+                "lr": 3e-2,
+                "steps": 200,
+                "eval_every": 50,
+                **adapt,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +220,11 @@ def qa_trial(tmp_path_factory, stage_cache):
 @pytest.mark.slow
 def test_cipher_qa_recovers_most_of_english_f1(qa_trial):
     result, points = qa_trial["result"], qa_trial["points"]
-    print({k: result[k] for k in ("english_accuracy", "english_exact_match", "accuracy", "exact_match",
-                                  "test_accuracy", "test_exact_match")},
-          "step 0:", {k: points[0][k] for k in ("test_accuracy", "test_exact_match")})
+    print(
+        {k: result[k] for k in ("english_accuracy", "english_exact_match", "accuracy", "exact_match", "test_accuracy", "test_exact_match")},
+        "step 0:",
+        {k: points[0][k] for k in ("test_accuracy", "test_exact_match")},
+    )
     assert result["english_accuracy"] > 0.9 and result["english_exact_match"] > 0.75
     assert points[0]["test_accuracy"] < 0.55  # only the shared common words and "." are known
     assert result["test_accuracy"] > 0.75 and result["test_accuracy"] > points[0]["test_accuracy"] + 0.25
@@ -209,8 +240,9 @@ def test_qa_stages_save_a_span_model_and_count_windows(qa_trial):
     folder = pipeline.stage_dir("finetune", cfg, cache) / qa.FOLDER
     model = AutoModelForQuestionAnswering.from_pretrained(folder)
     source = pipeline.stage_dir("source", cfg, cache) / "model"
-    assert torch.equal(model.bert.embeddings.word_embeddings.weight,
-                       AutoModelForMaskedLM.from_pretrained(source).bert.embeddings.word_embeddings.weight)  # frozen
+    assert torch.equal(
+        model.bert.embeddings.word_embeddings.weight, AutoModelForMaskedLM.from_pretrained(source).bert.embeddings.word_embeddings.weight
+    )  # frozen
     test = data.read_task(qa_trial["sources"]["task"], "en", "test")
     windows = qa.windows(AutoTokenizer.from_pretrained(folder), test, cfg["data"]["seq_len"])
     assert len(windows.features) > len(test)  # some contexts are longer than seq_len: windows were needed

@@ -5,6 +5,7 @@ text artifacts are searched for them.
 Its own module (not test_sweep's Ray session): the secrets must be in the environment before Ray
 starts, as they are for a user whose shell exports them, so that every worker inherits them.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,14 +37,29 @@ def swept(toy_data, tmp_path_factory) -> Path:
     trial = {
         "model": {"name": "scratch", "family": "bert", "hidden": 32, "layers": 2, "heads": 2, "ffn": 64, "vocab_size": 300},
         "pretrain": {"steps": 10, "batch_size": 16},
-        "data": {"seq_len": 32, "max_docs": 300, "max_eval": 30, "max_test": 30, "source_corpus": toy_data["corpus"],
-                 "target_corpus": toy_data["corpus"], "task": toy_data["task"]},
+        "data": {
+            "seq_len": 32,
+            "max_docs": 300,
+            "max_eval": 30,
+            "max_test": 30,
+            "source_corpus": toy_data["corpus"],
+            "target_corpus": toy_data["corpus"],
+            "task": toy_data["task"],
+        },
         "finetune": {"steps": 10, "batch_size": 16},
         "adapt": {"vocab_size": 300, "steps": 10, "eval_every": 5, "batch_size": 16, "init": "random"},
     }
-    spec = {"name": "secrets", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
-            "trial": trial, "languages": ["xx"], "methods": ["standard"], "search_alg": "grid",
-            "resources": {"cpus": 1}, "stages": {"workers": 1, "cpus_per_worker": 1}}
+    spec = {
+        "name": "secrets",
+        "storage": str(root / "runs"),
+        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+        "trial": trial,
+        "languages": ["xx"],
+        "methods": ["standard"],
+        "search_alg": "grid",
+        "resources": {"cpus": 1},
+        "stages": {"workers": 1, "cpus_per_worker": 1},
+    }
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     before = {k: os.environ.get(k) for k in SECRETS}
     os.environ.update(SECRETS)
@@ -71,8 +87,14 @@ def test_no_planted_secret_reaches_any_mlflow_run(swept):
     assert {r.data.tags["kind"] for r in runs} >= {"sweep", "stage", "trial"}  # the search covers every kind
     seen, texts = [], 0
     for run in runs:
-        seen += [run.info.run_name or "", *run.data.params, *run.data.params.values(), *run.data.tags,
-                 *run.data.tags.values(), *run.data.metrics]
+        seen += [
+            run.info.run_name or "",
+            *run.data.params,
+            *run.data.params.values(),
+            *run.data.tags,
+            *run.data.tags.values(),
+            *run.data.metrics,
+        ]
         with tempfile.TemporaryDirectory() as folder:
             local = Path(client.download_artifacts(run.info.run_id, "", folder))
             for path in local.rglob("*"):

@@ -2,6 +2,7 @@
 
 The run's one Ray runtime (conftest.ray_session); each sweep goes through the CLI entry point.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -33,9 +34,15 @@ def two_languages(toy_root: Path, root: Path) -> dict:
     shutil.copytree(toy_root, data)
     shutil.copytree(data / "task" / "xx", data / "task" / "yy")
     shutil.copy(data / "corpus" / "xx.txt", data / "corpus" / "yy.txt")
-    return {**TINY, "data": {**TINY["data"], "source_corpus": str(data / "corpus" / "{lang}.txt"),
-                             "target_corpus": str(data / "corpus" / "{lang}.txt"),
-                             "task": str(data / "task" / "{lang}" / "{split}.jsonl")}}
+    return {
+        **TINY,
+        "data": {
+            **TINY["data"],
+            "source_corpus": str(data / "corpus" / "{lang}.txt"),
+            "target_corpus": str(data / "corpus" / "{lang}.txt"),
+            "task": str(data / "task" / "{lang}" / "{split}.jsonl"),
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +51,18 @@ def spec_path(toy_data, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sweep")
     trial = two_languages(toy_data["root"], root)
     spec = {
-        "name": "toy", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
-        "trial": trial, "languages": ["xx", "yy"], "methods": ["standard", "minipost"],
-        "search": {"adapt.depth": {"type": "choice", "values": [1]},
-                   "adapt.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
-        "search_alg": "optuna-tpe", "num_samples": 4, "max_concurrent": 2,
-        "resources": {"cpus": 1}, "stages": {"workers": 2, "cpus_per_worker": 0.5},
+        "name": "toy",
+        "storage": str(root / "runs"),
+        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+        "trial": trial,
+        "languages": ["xx", "yy"],
+        "methods": ["standard", "minipost"],
+        "search": {"adapt.depth": {"type": "choice", "values": [1]}, "adapt.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
+        "search_alg": "optuna-tpe",
+        "num_samples": 4,
+        "max_concurrent": 2,
+        "resources": {"cpus": 1},
+        "stages": {"workers": 2, "cpus_per_worker": 0.5},
     }
     path = root / "toy.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -77,8 +90,7 @@ def latest_parent(path: Path):
 def train_workers() -> list:
     """The Ray Train workers this session's cluster ever ran, by its address: another Ray instance on the
     machine must not confuse the lookup."""
-    return list_actors(address=ray.get_runtime_context().gcs_address,
-                       filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+    return list_actors(address=ray.get_runtime_context().gcs_address, filters=[("class_name", "=", "RayTrainWorker")], detail=True)
 
 
 def stage_jobs(path: Path) -> list[Path]:
@@ -106,8 +118,12 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
     assert len(stage_jobs(spec_path)) == 1
 
     trials = runs(spec_path, "trial", parent.info.run_id)
-    assert sorted((r.data.tags["method"], r.data.tags["language"]) for r in trials) == \
-        [("minipost", "xx"), ("minipost", "yy"), ("standard", "xx"), ("standard", "yy")]
+    assert sorted((r.data.tags["method"], r.data.tags["language"]) for r in trials) == [
+        ("minipost", "xx"),
+        ("minipost", "yy"),
+        ("standard", "xx"),
+        ("standard", "yy"),
+    ]
     assert all(r.info.status == "FINISHED" and r.data.params["adapt.steps"] == "40" for r in trials)
     client = MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db")
     # curves are logged against compute: MLflow's step is the cumulative GFLOPs, the training step a metric
@@ -122,8 +138,14 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
     # two trials at a time: some pair of trial runs overlaps in time
     spans = sorted((r.info.start_time, r.info.end_time) for r in trials)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
-    assert sorted(a.path for a in client.list_artifacts(parent.info.run_id)) == \
-        ["evaluations.csv", "frontier.csv", "frontier.md", "frontier.png", "frontier_curves.csv", "frontier_points.csv"]
+    assert sorted(a.path for a in client.list_artifacts(parent.info.run_id)) == [
+        "evaluations.csv",
+        "frontier.csv",
+        "frontier.md",
+        "frontier.png",
+        "frontier_curves.csv",
+        "frontier_points.csv",
+    ]
 
     # Read back from MLflow, with a target 5 points under the baseline's plateau instead of 1.
     capsys.readouterr()
@@ -132,8 +154,9 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
     strict = pd.read_csv(spec_path.parent / "runs" / "toy" / parent.info.run_id / "frontier.csv")
     loose = pd.read_csv(spec_path.parent / "loose" / "frontier.csv")
     assert list(strict["target"] - loose["target"]) == pytest.approx([0.04] * len(strict))
-    assert "tolerance-0.05/frontier.csv" in [a.path for a in MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db")
-                                             .list_artifacts(parent.info.run_id, "tolerance-0.05")]
+    assert "tolerance-0.05/frontier.csv" in [
+        a.path for a in MlflowClient(f"sqlite:///{spec_path.parent}/mlflow.db").list_artifacts(parent.info.run_id, "tolerance-0.05")
+    ]
     # without --out, a second tolerance's files go beside the first's locally too, as in MLflow
     monkeypatch.chdir(spec_path.parent)
     for tolerance in ("0.05", "0.02"):
@@ -156,9 +179,21 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
 @pytest.mark.slow
 def test_large_trial_runs_as_torchtrainer_inside_the_trial(ray_session, spec_path):
     """resources.workers > 0: the adaptation is a 2-worker TorchTrainer inside the Tune trial (with ASHA on)."""
-    code = sweep(spec_path, "--set", "methods=[standard]", "--set", "languages=[xx]", "--set", "num_samples=1",
-                 "--set", "trial.adapt.steps=20", "--set", "resources={cpus: 1, workers: 2, cpus_per_worker: 0.5}",
-                 "--set", "asha={grace_period: 1.0e+6, max_t: 1.0e+15}")
+    code = sweep(
+        spec_path,
+        "--set",
+        "methods=[standard]",
+        "--set",
+        "languages=[xx]",
+        "--set",
+        "num_samples=1",
+        "--set",
+        "trial.adapt.steps=20",
+        "--set",
+        "resources={cpus: 1, workers: 2, cpus_per_worker: 0.5}",
+        "--set",
+        "asha={grace_period: 1.0e+6, max_t: 1.0e+15}",
+    )
     assert code == 0
     parent = latest_parent(spec_path)
     (trial,) = runs(spec_path, "trial", parent.info.run_id)
@@ -168,11 +203,14 @@ def test_large_trial_runs_as_torchtrainer_inside_the_trial(ray_session, spec_pat
     assert "test_accuracy" in trial.data.metrics
 
 
-@pytest.mark.parametrize("override, message", [
-    ("languages=[xx, zz]", "languages: zz not in"),
-    ("search.adapt.depth.values=[1, 3]", "search.adapt.depth: 'adapt.depth' must be between 1"),
-    ("tracking_uri=http://127.0.0.1:{port}", "tracking_uri: cannot reach MLflow at http://127.0.0.1:"),  # a free port, at run time
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("languages=[xx, zz]", "languages: zz not in"),
+        ("search.adapt.depth.values=[1, 3]", "search.adapt.depth: 'adapt.depth' must be between 1"),
+        ("tracking_uri=http://127.0.0.1:{port}", "tracking_uri: cannot reach MLflow at http://127.0.0.1:"),  # a free port, at run time
+    ],
+)
 def test_bad_input_stops_before_anything_runs(spec_path, capsys, override, message):
     before = sorted(p.name for p in (spec_path.parent / "runs" / "ray").glob("*"))
     assert sweep(spec_path, "--set", override.format(port=free_port())) == 2

@@ -1,5 +1,6 @@
 """The shipped toy source is what its builder makes: rebuilt here from scratch through the pipeline's
 source stage, it matches the shipped record, so the fast tests adapt from a model anyone can remake."""
+
 from __future__ import annotations
 
 import json

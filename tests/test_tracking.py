@@ -1,4 +1,5 @@
 """MLflow tracking against a real `mlflow server` over HTTP: runs, nesting, params, metrics, artifacts."""
+
 from __future__ import annotations
 
 import json
@@ -29,18 +30,41 @@ def test_sweep_trial_and_stage_runs(mlflow_server, tmp_path):
     uri = mlflow_server["uri"]
     sweep = tracking.start_sweep(uri, "test-sweep", str(tmp_path), {"search_alg": "grid"})
     cfg = {"adapt": {"method": "minipost", "language": "de", "depth": 2, "lr": 1e-3}, "seed": 0}
-    trial = tracking.start_child(sweep, "minipost-de-2", {"kind": "trial", "key": "t1", "method": "minipost",
-                                                          "language": "de", "depth": "2"},
-                                 {"method": "minipost", "lr": 1e-3, **tracking.flatten(cfg)})
+    trial = tracking.start_child(
+        sweep,
+        "minipost-de-2",
+        {"kind": "trial", "key": "t1", "method": "minipost", "language": "de", "depth": "2"},
+        {"method": "minipost", "lr": 1e-3, **tracking.flatten(cfg)},
+    )
     for step, (acc, flops) in enumerate([(0.3, 0.0), (0.5, 1e12), (0.6, 2e12)]):
-        tracking.log_point(sweep, trial, {"step": step * 10, "accuracy": acc, "macro_f1": acc - 0.1, "flops": flops,
-                                          "tokens": step * 100, "wall_s": step * 1.5, "test_accuracy": acc - 0.05})
+        tracking.log_point(
+            sweep,
+            trial,
+            {
+                "step": step * 10,
+                "accuracy": acc,
+                "macro_f1": acc - 0.1,
+                "flops": flops,
+                "tokens": step * 100,
+                "wall_s": step * 1.5,
+                "test_accuracy": acc - 0.05,
+            },
+        )
     tracking.log_metrics(sweep, trial, {"english_accuracy": 0.81, "bad": float("nan"), "text": "skipped"})
     tracking.end_run(sweep, trial)
 
     stage = tracking.start_child(sweep, "align-abc", {"kind": "stage", "stage": "align"}, {"align.steps": 300})
-    tracking.log_stats(sweep, stage, {"flops": 5e12, "wall_s": 3.0, "mlm_loss": 4.2, "before": {"mlm_loss": 9.1},
-                                      "curve": [{"step": 0, "mlm_loss": 9.0}, {"step": 100, "mlm_loss": 5.0}]})
+    tracking.log_stats(
+        sweep,
+        stage,
+        {
+            "flops": 5e12,
+            "wall_s": 3.0,
+            "mlm_loss": 4.2,
+            "before": {"mlm_loss": 9.1},
+            "curve": [{"step": 0, "mlm_loss": 9.0}, {"step": 100, "mlm_loss": 5.0}],
+        },
+    )
 
     # Nesting, tags and params as the server stored them.
     got = rest(uri, f"runs/get?run_id={trial}")["run"]
@@ -78,6 +102,7 @@ def test_sweep_trial_and_stage_runs(mlflow_server, tmp_path):
 
     def stopped(run_id: str) -> str:
         return {t["key"]: t["value"] for t in rest(uri, f"runs/get?run_id={run_id}")["run"]["data"]["tags"]}["stopped"]
+
     assert (stopped(early), stopped(cut), stopped(stage)) == ("scheduler", "interrupted", "interrupted")
     # a resumed sweep that ends cleanly keeps the trials Tune had ended before the interruption: their
     # short curves were the scheduler's doing

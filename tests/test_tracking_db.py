@@ -1,5 +1,6 @@
 """MLflow on a real PostgreSQL server (cluster.yaml's tracking store): a bad database URI is one line
 naming the setting, before any compute."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,9 @@ import pytest
 from tests import postgres
 from trainables import tracking
 
-needs_postgres = pytest.mark.skipif(postgres.binaries() is None,
-                                    reason="PostgreSQL binaries (initdb, postgres) absent: apt-get install -y postgresql")
+needs_postgres = pytest.mark.skipif(
+    postgres.binaries() is None, reason="PostgreSQL binaries (initdb, postgres) absent: apt-get install -y postgresql"
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +26,21 @@ def test_bad_database_uri_is_one_line_naming_the_setting_before_any_compute(data
     from minimodel import cli
     from tests.test_faults import fault_spec
     from tests.ports import free_port
-    uri = {"no server": f"postgresql://mlflow:secret@127.0.0.1:{free_port()}/mlflow",
-           "wrong database": database.rsplit("/", 1)[0] + "/nope",
-           "not a URI": "postgresql://mlflow@127.0.0.1:port/mlflow"}[fault]
-    expected = {"no server": "Connection refused", "wrong database": 'database "nope" does not exist',
-                "not a URI": "is not a database URI"}[fault]
-    for argv, setting in ((["sweep", str(fault_spec(toy_data, tmp_path, tracking_uri=uri))], "tracking_uri"),
-                          (["ui", "--tracking-uri", uri], "--tracking-uri")):
+
+    uri = {
+        "no server": f"postgresql://mlflow:secret@127.0.0.1:{free_port()}/mlflow",
+        "wrong database": database.rsplit("/", 1)[0] + "/nope",
+        "not a URI": "postgresql://mlflow@127.0.0.1:port/mlflow",
+    }[fault]
+    expected = {
+        "no server": "Connection refused",
+        "wrong database": 'database "nope" does not exist',
+        "not a URI": "is not a database URI",
+    }[fault]
+    for argv, setting in (
+        (["sweep", str(fault_spec(toy_data, tmp_path, tracking_uri=uri))], "tracking_uri"),
+        (["ui", "--tracking-uri", uri], "--tracking-uri"),
+    ):
         with pytest.raises(SystemExit) as done:
             cli.main(argv)
         err = capsys.readouterr().err.strip().splitlines()

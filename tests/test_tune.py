@@ -3,6 +3,7 @@
 The spec checks and the searcher run without a Ray runtime; the end-to-end test runs both phases on
 a real local Ray, real Optuna and a real MLflow store, on the tiny scratch model of test_sweep.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,11 +36,19 @@ def raw(toy_data, tmp_path_factory) -> dict:
     trial = two_languages(toy_data["root"], root)
     trial["adapt"] = {**trial["adapt"], "eval_every": 10}
     return {
-        "name": "tune", "storage": str(root / "runs"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
-        "trial": trial, "languages": ["xx", "yy"], "methods": ["standard", "minipost"], "search": SEARCH,
-        "search_alg": "optuna-multi", "tune": {"trials": TRIALS}, "max_concurrent": 2,
-        "asha": {"grace_period": 1.0e+15, "max_t": 1.0e+15},  # per-arm ASHA on FLOPs, here never stopping a trial
-        "resources": {"cpus": 1}, "stages": {"workers": 1, "cpus_per_worker": 2},
+        "name": "tune",
+        "storage": str(root / "runs"),
+        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+        "trial": trial,
+        "languages": ["xx", "yy"],
+        "methods": ["standard", "minipost"],
+        "search": SEARCH,
+        "search_alg": "optuna-multi",
+        "tune": {"trials": TRIALS},
+        "max_concurrent": 2,
+        "asha": {"grace_period": 1.0e15, "max_t": 1.0e15},  # per-arm ASHA on FLOPs, here never stopping a trial
+        "resources": {"cpus": 1},
+        "stages": {"workers": 1, "cpus_per_worker": 2},
     }
 
 
@@ -88,10 +97,30 @@ def test_each_arm_and_language_is_its_own_study_with_the_same_budget_and_space(r
 
 def test_one_rule_chooses_every_arms_config():
     """The cheapest trial that ran to the end within the tolerance of its own arm's best, per arm and language."""
-    rows = [("standard", "a", True, 0.400, 5e9), ("standard", "b", True, 0.395, 2e9), ("standard", "c", True, 0.380, 1e9),
-            ("minipost", "d", True, 0.300, 3e9), ("minipost", "e", False, 0.500, 1e9), ("minipost", "f", True, 0.310, 4e9)]
-    table = pd.DataFrame([{"language": "xx", "arm": arm, "trial": trial, "run_id": trial, "link": "", "finished": done,
-                           "accuracy": acc, "flops": flops, "values": {}} for arm, trial, done, acc, flops in rows])
+    rows = [
+        ("standard", "a", True, 0.400, 5e9),
+        ("standard", "b", True, 0.395, 2e9),
+        ("standard", "c", True, 0.380, 1e9),
+        ("minipost", "d", True, 0.300, 3e9),
+        ("minipost", "e", False, 0.500, 1e9),
+        ("minipost", "f", True, 0.310, 4e9),
+    ]
+    table = pd.DataFrame(
+        [
+            {
+                "language": "xx",
+                "arm": arm,
+                "trial": trial,
+                "run_id": trial,
+                "link": "",
+                "finished": done,
+                "accuracy": acc,
+                "flops": flops,
+                "values": {},
+            }
+            for arm, trial, done, acc, flops in rows
+        ]
+    )
     chosen = tuning.choose(table, tolerance=0.01)
     # standard: b is within a point of a and cheaper; minipost: e was stopped early, so d (within f's point) wins
     assert dict(zip(chosen["arm"], chosen["trial"])) == {"standard": "b", "minipost": "d"}
@@ -106,8 +135,10 @@ def run_cli(*argv: str) -> int:
 
 
 def test_confirm_needs_a_tuning_spec_and_a_finished_tuning_run(raw, tmp_path, capsys):
-    for spec, message in [({**raw, "tune": None, "search": {"adapt.lr": SEARCH["adapt.lr"]}}, "the spec has no tune: section"),
-                          ({**raw, "tracking_uri": f"sqlite:///{tmp_path}/empty.db"}, "no MLflow experiment named 'tune'")]:
+    for spec, message in [
+        ({**raw, "tune": None, "search": {"adapt.lr": SEARCH["adapt.lr"]}}, "the spec has no tune: section"),
+        ({**raw, "tracking_uri": f"sqlite:///{tmp_path}/empty.db"}, "no MLflow experiment named 'tune'"),
+    ]:
         path = tmp_path / "spec.yaml"
         path.write_text(yaml.safe_dump(spec))
         assert run_cli("confirm", str(path)) == 2

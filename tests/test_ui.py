@@ -4,6 +4,7 @@ store in a real headless Chromium (Debian's chromium; the flags are in docs/mlfl
 The sweep runs as its own process, as a user starts it: its Ray runtime, Ray's log forwarding and the
 driver's knobs (trainables/logs.py) are the subject, so it cannot share the test process's Ray.
 """
+
 from __future__ import annotations
 
 import html
@@ -26,12 +27,32 @@ from tests.test_sweep import spec_path  # noqa: F401  (spec_path: a module fixtu
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # What docs/mlflow-ui.md says works as root in a container; a fresh profile per launch.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-NOISE = ["PreemptionWatcher", "Reporting training result", "TrainingReport(", "Requesting resources",
-         "Started training worker group", "Attempting to start training worker group", "Configuration for experiment",
-         "View detailed results here", "A new study created", "INFO mlflow", "Loading weights", "Writing model shards",
-         "\x1b[", "%|"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+NOISE = [
+    "PreemptionWatcher",
+    "Reporting training result",
+    "TrainingReport(",
+    "Requesting resources",
+    "Started training worker group",
+    "Attempting to start training worker group",
+    "Configuration for experiment",
+    "View detailed results here",
+    "A new study created",
+    "INFO mlflow",
+    "Loading weights",
+    "Writing model shards",
+    "\x1b[",
+    "%|",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +61,9 @@ def finished(spec_path) -> tuple[Path, str]:  # noqa: F811
     RAY_TMPDIR: a pytest folder makes Ray's socket paths too long): (spec, its stdout and stderr)."""
     env = dict(os.environ)
     env.pop("TQDM_DISABLE", None)  # the driver decides (no terminal here: no bars)
-    done = subprocess.run([sys.executable, "-m", "minimodel.cli", "sweep", str(spec_path)], env=env,
-                          capture_output=True, text=True, timeout=1500)
+    done = subprocess.run(
+        [sys.executable, "-m", "minimodel.cli", "sweep", str(spec_path)], env=env, capture_output=True, text=True, timeout=1500
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return spec_path, done.stdout + done.stderr
 
@@ -61,8 +83,20 @@ def test_sweep_prints_its_progress_not_rays_internals(finished):
 
 def dom(url: str, profile: Path) -> str:
     """The page's DOM after Chromium let it run for 90 s of virtual time (the React app, its requests, plotly)."""
-    done = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1600,1000",
-                           "--virtual-time-budget=90000", "--dump-dom", url], capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1600,1000",
+            "--virtual-time-budget=90000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -77,8 +111,13 @@ def text(page: str) -> str:
 def test_printed_url_opens_the_trials_and_a_chart_per_language(finished, tmp_path):
     spec, _ = finished
     port = free_port()
-    ui = subprocess.Popen([sys.executable, "-m", "minimodel.cli", "ui", str(spec), "--port", str(port)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "minimodel.cli", "ui", str(spec), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         url = re.match(r"MLflow UI: (\S+)", ui.stdout.readline()).group(1)
         deadline = time.time() + 120

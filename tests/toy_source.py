@@ -4,6 +4,7 @@ Pretraining it takes minutes on 2 cores, and every pipeline test needs it, so th
 result; `python -m tests.toy_source` rebuilds it through the pipeline's own source stage, and the slow
 test in tests/test_toy_source.py rebuilds it and checks it against the shipped record.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,15 @@ def source_config(corpus: str) -> dict:
     """The scratch pretraining the asset comes from: fp32, so that it is the same on every CPU."""
     from minimodel.experiment.config import trial_config
 
-    return trial_config({"precision": "fp32", "model": SCRATCH, "pretrain": PRETRAIN,
-                         "data": {**DATA, "source_corpus": corpus, "target_corpus": corpus},
-                         "adapt": {"method": "standard"}})
+    return trial_config(
+        {
+            "precision": "fp32",
+            "model": SCRATCH,
+            "pretrain": PRETRAIN,
+            "data": {**DATA, "source_corpus": corpus, "target_corpus": corpus},
+            "adapt": {"method": "standard"},
+        }
+    )
 
 
 def build(out: Path) -> dict:
@@ -40,9 +47,17 @@ def build(out: Path) -> dict:
         stats = pipeline.run_stage("source", cfg, root / "cache")
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(pipeline.stage_dir("source", cfg, root / "cache") / "model", out)
-    record = {"built_by": "python -m tests.toy_source", "model": SCRATCH, "pretrain": PRETRAIN, "data": DATA,
-              "precision": "fp32", "mlm_accuracy": stats["mlm_accuracy"], "mlm_loss": stats["mlm_loss"],
-              "before": stats["before"], "flops": stats["flops"]}
+    record = {
+        "built_by": "python -m tests.toy_source",
+        "model": SCRATCH,
+        "pretrain": PRETRAIN,
+        "data": DATA,
+        "precision": "fp32",
+        "mlm_accuracy": stats["mlm_accuracy"],
+        "mlm_loss": stats["mlm_loss"],
+        "before": stats["before"],
+        "flops": stats["flops"],
+    }
     (out / "source.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 

@@ -8,6 +8,7 @@ its own ASHAScheduler; trials are handed out round-robin over the groups, so eve
 once. A trial's config is the group's fixed values (adapt.method, the arm, and adapt.language) plus
 the values its study sampled.
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,10 +69,13 @@ class ArmSearch(Searcher):
         self.studies = {
             group: OptunaSearch(
                 functools.partial(suggest_values, spec=spec, keys=searched_keys(spec, group)),
-                metric=metric, mode=mode,
+                metric=metric,
+                mode=mode,
                 # the same seed and warm-up for every arm: each gets the same first draws of its space
-                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, trials // 3)))
-            for group in self.order}
+                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, trials // 3)),
+            )
+            for group in self.order
+        }
         self.given = {group: 0 for group in self.order}
         self.owner: dict[str, Group] = {}
 
@@ -121,8 +125,13 @@ class ArmASHA(FIFOScheduler):
         if group not in self.schedulers:
             a = self.asha
             self.schedulers[group] = ASHAScheduler(
-                time_attr=a["time_attr"], metric="accuracy", mode="max", max_t=a["max_t"],
-                grace_period=a["grace_period"], reduction_factor=a["reduction_factor"])
+                time_attr=a["time_attr"],
+                metric="accuracy",
+                mode="max",
+                max_t=a["max_t"],
+                grace_period=a["grace_period"],
+                reduction_factor=a["reduction_factor"],
+            )
         return self.schedulers[group]
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
@@ -145,4 +154,3 @@ class ArmASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return "\n".join(f"{arm} {lang}: {s.debug_string()}" for (arm, lang), s in self.schedulers.items())
-

@@ -5,6 +5,7 @@ as logged; the seeds are the first N not used by any tuning trial. The confirm r
 over those points, compared by the frontier (test accuracy at the target reported), tagged with the
 tuning run it took its configs from.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,15 +24,18 @@ def tuning_run(spec: Spec, run_id: str | None = None):
     client = MlflowClient(tracking_uri=spec.tracking_uri)
     found = client.get_experiment_by_name(spec.name)
     if found is None:
-        raise tracking.TrackingError(f"no MLflow experiment named {spec.name!r} at {spec.tracking_uri}: "
-                                     "run the tuning phase first (minimodel sweep SPEC)")
+        raise tracking.TrackingError(
+            f"no MLflow experiment named {spec.name!r} at {spec.tracking_uri}: run the tuning phase first (minimodel sweep SPEC)"
+        )
     query = "tags.phase = 'tune' and " + (f"attributes.run_id = '{run_id}'" if run_id else "attributes.status = 'FINISHED'")
     runs = client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
     if not runs and run_id:
         raise tracking.TrackingError(f"--from {run_id}: not a tuning run of experiment {spec.name!r} at {spec.tracking_uri}")
     if not runs:
-        raise tracking.TrackingError(f"experiment {spec.name!r} at {spec.tracking_uri} has no finished tuning run: "
-                                     "run `minimodel sweep SPEC` to the end first, or name one with --from RUN_ID")
+        raise tracking.TrackingError(
+            f"experiment {spec.name!r} at {spec.tracking_uri} has no finished tuning run: "
+            "run `minimodel sweep SPEC` to the end first, or name one with --from RUN_ID"
+        )
     return runs[0]
 
 
@@ -47,8 +51,9 @@ def chosen(spec: Spec, params: dict[str, str]) -> dict[tuple[str, str], dict]:
 
 def used_seeds(spec: Spec, run_id: str) -> set[int]:
     client = MlflowClient(tracking_uri=spec.tracking_uri)
-    runs = client.search_runs([client.get_run(run_id).info.experiment_id],
-                              f"tags.mlflow.parentRunId = '{run_id}' and tags.kind = 'trial'", max_results=10000)
+    runs = client.search_runs(
+        [client.get_run(run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}' and tags.kind = 'trial'", max_results=10000
+    )
     return {int(r.data.tags["seed"]) for r in runs}
 
 
@@ -74,9 +79,17 @@ def points(configs: dict[tuple[str, str], dict], seeds: list[int]) -> list[dict]
 def confirm_spec(spec: Spec, configs: dict[tuple[str, str], dict], seeds: list[int]) -> Spec:
     """The spec as a grid over the chosen configs. Each arm has one config per language, chosen on dev,
     so the frontier compares arms under the init alone; the searched keys describe the config."""
-    return dataclasses.replace(spec, search_alg="grid", num_samples=0, asha=None, tune=None, seeds=seeds,
-                               points=points(configs, seeds), conditions=["adapt.init"],
-                               tuned=[k for k in spec.search if k != "adapt.depth"])
+    return dataclasses.replace(
+        spec,
+        search_alg="grid",
+        num_samples=0,
+        asha=None,
+        tune=None,
+        seeds=seeds,
+        points=points(configs, seeds),
+        conditions=["adapt.init"],
+        tuned=[k for k in spec.search if k != "adapt.depth"],
+    )
 
 
 def run(spec: Spec, seeds: int, from_run: str | None = None, resume: bool = False) -> int:
@@ -92,5 +105,8 @@ def run(spec: Spec, seeds: int, from_run: str | None = None, resume: bool = Fals
         raise tracking.TrackingError(f"tuning run {source.info.run_id} chose no config (no trial ran to the end)")
     fresh = fresh_seeds(used_seeds(spec, source.info.run_id), seeds)
     print(f"confirm: {len(configs)} chosen configs of tuning run {source.info.run_id} on fresh seeds {fresh}")
-    return sweep.run(confirm_spec(spec, configs, fresh), resume,
-                     {"phase": "confirm", "tuned_from": source.info.run_id, "seeds": ",".join(map(str, fresh))})
+    return sweep.run(
+        confirm_spec(spec, configs, fresh),
+        resume,
+        {"phase": "confirm", "tuned_from": source.info.run_id, "seeds": ",".join(map(str, fresh))},
+    )

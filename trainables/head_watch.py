@@ -8,6 +8,7 @@ driver, and `--resume` continues from there. So the driver need not wait for Ray
 probes the GCS port and, once it has been unreachable for half of Ray's timeout, prints the line and
 exits. A shorter outage (a network blip) is not reported.
 """
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ every process anyway (<RAY_TMPDIR>/ray/session_latest/logs); `minimodel sweep --
 them all as before. Everything here sets knobs Ray, Train, Tune, transformers, Optuna and MLflow
 offer, and must run before `ray` is imported: Ray reads its environment at import.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,10 +36,12 @@ def quiet_driver(verbose: bool) -> None:
 
 def worker_env() -> dict[str, str]:
     """Environment every Ray worker of the sweep gets."""
-    env = {"TRANSFORMERS_VERBOSITY": "error",
-           # Ray Train re-sends a worker's print() through its logger as well as to stdout (every line twice).
-           "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-           VERBOSE_ENV: os.environ.get(VERBOSE_ENV, "0")}
+    env = {
+        "TRANSFORMERS_VERBOSITY": "error",
+        # Ray Train re-sends a worker's print() through its logger as well as to stdout (every line twice).
+        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+        VERBOSE_ENV: os.environ.get(VERBOSE_ENV, "0"),
+    }
     if not verbose():
         env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' loading and saving bars, forwarded line by line
         if not sys.stdout.isatty():

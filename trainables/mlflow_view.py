@@ -8,6 +8,7 @@ shows every run that has its metric, so each trial also logs its dev accuracy un
 name (language_metric) and each language's chart shows that language's trials only. docs/mlflow-ui.md
 says what the UI reads and how it was checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,12 +33,29 @@ def language_metric(language: str) -> str:
 def _chart(language: str, section: str) -> dict:
     """A line chart card of MLflow's runs page: the language's curves against the MLflow step (GFLOPs)."""
     metric = language_metric(language)
-    return {"uuid": f"frontier-{language}", "type": "LINE", "runsCountToCompare": 1000, "metricSectionId": section,
-            "deleted": False, "isGenerated": False, "displayName": f"{language}: dev accuracy vs adaptation GFLOPs",
-            "metricKey": metric, "selectedMetricKeys": [metric], "lineSmoothness": 0, "xAxisScaleType": "linear",
-            "scaleType": "linear", "range": {}, "xAxisKey": "step", "selectedXAxisMetricKey": "",
-            "displayPoints": True, "yAxisKey": "METRIC", "yAxisExpressions": [], "ignoreOutliers": False,
-            "useGlobalXaxisKey": False, "useGlobalLineSmoothing": False}
+    return {
+        "uuid": f"frontier-{language}",
+        "type": "LINE",
+        "runsCountToCompare": 1000,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+        "displayName": f"{language}: dev accuracy vs adaptation GFLOPs",
+        "metricKey": metric,
+        "selectedMetricKeys": [metric],
+        "lineSmoothness": 0,
+        "xAxisScaleType": "linear",
+        "scaleType": "linear",
+        "range": {},
+        "xAxisKey": "step",
+        "selectedXAxisMetricKey": "",
+        "displayPoints": True,
+        "yAxisKey": "METRIC",
+        "yAxisExpressions": [],
+        "ignoreOutliers": False,
+        "useGlobalXaxisKey": False,
+        "useGlobalLineSmoothing": False,
+    }
 
 
 def view_state(sweep: SweepRun, languages: list[str]) -> dict:
@@ -46,11 +64,25 @@ def view_state(sweep: SweepRun, languages: list[str]) -> dict:
     return {
         "searchFilter": f"tags.kind = 'trial' and tags.mlflow.parentRunId = '{sweep.run_id}'",
         # any order but start time: the page then lists the trials themselves, not folded under the sweep run
-        "orderByKey": "tags.`language`", "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active",
-        "datasetsFilter": [], "modelVersionFilter": "All Runs",
-        "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True, "isAccordionReordered": True,
-        "compareRunSections": [{"uuid": section, "name": "Dev accuracy vs adaptation GFLOPs (MLflow step)",
-                                "display": True, "isReordered": True, "deleted": False, "isGenerated": False}],
+        "orderByKey": "tags.`language`",
+        "orderByAsc": True,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+        "isAccordionReordered": True,
+        "compareRunSections": [
+            {
+                "uuid": section,
+                "name": "Dev accuracy vs adaptation GFLOPs (MLflow step)",
+                "display": True,
+                "isReordered": True,
+                "deleted": False,
+                "isGenerated": False,
+            }
+        ],
         "compareRunCharts": [_chart(language, section) for language in languages],
     }
 
@@ -72,8 +104,10 @@ def save_view(sweep: SweepRun, name: str, languages: list[str]) -> str:
 def url(base: str, sweep: SweepRun) -> str:
     """The runs page of the sweep's experiment in the chart view of its saved view, in MLflow's
     model-training mode (the UI otherwise opens experiments in its GenAI mode)."""
-    return (f"{base.rstrip('/')}/#/experiments/{sweep.experiment_id}/runs?viewStateShareKey={sweep.run_id}"
-            "&compareRunsMode=CHART&workflowType=machine_learning")
+    return (
+        f"{base.rstrip('/')}/#/experiments/{sweep.experiment_id}/runs?viewStateShareKey={sweep.run_id}"
+        "&compareRunsMode=CHART&workflowType=machine_learning"
+    )
 
 
 def describe_sweep(sweep: SweepRun, markdown: str, plot: Path) -> None:

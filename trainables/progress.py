@@ -8,6 +8,7 @@ per step would cost a GPU step's time on a cluster's shared file system), so tha
 between checkpoints knows about how many steps its retry computes again (trial.py counts them as
 recomputed work; up to a second's steps may go uncounted).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ NOTE_EVERY_S = 1.0
 class Bar:
     """The part of tqdm's interface minimodel.method.train uses, drawn by the driver (TQDM_DISABLE=1: no bar)."""
 
-    def __init__(self, iterable: Iterable[int], desc: str = "", initial: int = 0, total: int | None = None,
-                 disable: bool = False, **_: object) -> None:
+    def __init__(
+        self, iterable: Iterable[int], desc: str = "", initial: int = 0, total: int | None = None, disable: bool = False, **_: object
+    ) -> None:
         self.iterable, self.desc, self.total, self.noted = iterable, desc, total, 0.0
         quiet = disable or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
         self.bar = None if quiet else tqdm_ray.tqdm(desc=desc, total=total, flush_interval_s=2.0)

@@ -3,6 +3,7 @@
 An export is logged (MLflow's transformers flavour) into the trial's own run and registered as a
 version of a named model, so the registry's version page links back to the trial that produced it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,9 @@ def trial_run(uri: str, experiment: str, trial: str | None, language: str, metho
     client = MlflowClient(tracking_uri=uri)
     sweep = latest_sweep(uri, experiment)
     if trial:
-        runs = client.search_runs([sweep.experiment_id], f"tags.kind = 'trial' and tags.key = '{trial}'",
-                                  order_by=["attributes.start_time DESC"], max_results=1)
+        runs = client.search_runs(
+            [sweep.experiment_id], f"tags.kind = 'trial' and tags.key = '{trial}'", order_by=["attributes.start_time DESC"], max_results=1
+        )
         if not runs and re.fullmatch(r"[0-9a-f]{32}", trial):
             try:
                 runs = [client.get_run(trial)]
@@ -38,13 +40,14 @@ def trial_run(uri: str, experiment: str, trial: str | None, language: str, metho
         if run.data.tags.get("language") != language:
             raise TrackingError(f"--trial {trial}: that trial adapted {run.data.tags.get('language')!r}, not {language!r}")
         return run
-    query = (f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.kind = 'trial' and tags.language = '{language}' "
-             "and attributes.status = 'FINISHED'" + (f" and tags.method = '{method}'" if method else ""))
+    query = (
+        f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.kind = 'trial' and tags.language = '{language}' "
+        "and attributes.status = 'FINISHED'" + (f" and tags.method = '{method}'" if method else "")
+    )
     runs = client.search_runs([sweep.experiment_id], query, order_by=["metrics.accuracy DESC"], max_results=1)
     if not runs:
         which = f"{method} trial" if method else "trial"
-        raise TrackingError(f"--best: no finished {which} for language {language!r} in the latest sweep of "
-                            f"{experiment!r} at {uri}")
+        raise TrackingError(f"--best: no finished {which} for language {language!r} in the latest sweep of {experiment!r} at {uri}")
     return runs[0]
 
 
@@ -58,8 +61,10 @@ def run_config(run: Run) -> dict:
     cfg = trial_config(cfg)
     recorded = run.data.tags.get("adapt_key")
     if recorded and pipeline.stage_keys(cfg)["adapt"] != recorded:
-        raise TrackingError(f"run {run.info.run_id}: its params do not rebuild its trial (adapt key "
-                            f"{pipeline.stage_keys(cfg)['adapt']}, recorded {recorded}); logged by another version?")
+        raise TrackingError(
+            f"run {run.info.run_id}: its params do not rebuild its trial (adapt key "
+            f"{pipeline.stage_keys(cfg)['adapt']}, recorded {recorded}); logged by another version?"
+        )
     return cfg
 
 
@@ -103,7 +108,11 @@ def _log_pipeline(uri: str, run_id: str, folder: str, name: str, task: str) -> s
     mlflow.set_tracking_uri(uri)
     requirements = [f"transformers=={transformers.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.transformers.log_model(transformers.pipeline(task, model=folder), name="model",
-                                             registered_model_name=name, pip_requirements=requirements,
-                                             model_card=ModelCard((Path(folder) / "README.md").read_text()))
+        info = mlflow.transformers.log_model(
+            transformers.pipeline(task, model=folder),
+            name="model",
+            registered_model_name=name,
+            pip_requirements=requirements,
+            model_card=ModelCard((Path(folder) / "README.md").read_text()),
+        )
     return str(info.registered_model_version)

@@ -5,6 +5,7 @@ ones run up front in a single TorchTrainer job over the spec's workers (DDP, glo
 GPU): the worker group's start-up is paid once per sweep, not once per stage, and trials then only
 read the cache. Each stage still gets its own MLflow run with its compute.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -38,10 +39,12 @@ def summary_line(record: dict) -> str:
         if "mini_after" in stats:
             what += f", second head {stats['mini_after']['mlm_accuracy']:.3f}"
     elif name == "align":
-        what = (f"k={stats['depth']}: mini-model masked accuracy {stats['mlm_accuracy']:.3f} "
-                f"(full model {stats['full']['mlm_accuracy']:.3f}), "
-                f"agrees with the full model on {stats['agreement']:.1%} of predictions "
-                f"(before alignment {stats['before']['agreement']:.1%})")
+        what = (
+            f"k={stats['depth']}: mini-model masked accuracy {stats['mlm_accuracy']:.3f} "
+            f"(full model {stats['full']['mlm_accuracy']:.3f}), "
+            f"agrees with the full model on {stats['agreement']:.1%} of predictions "
+            f"(before alignment {stats['before']['agreement']:.1%})"
+        )
     elif "exact_match" in stats:  # extractive QA, whose accuracy is token F1
         what = f"English test F1 {stats['accuracy']:.3f}, exact match {stats['exact_match']:.3f}"
     else:
@@ -75,8 +78,9 @@ def _stage_worker(config: dict) -> None:
         ray.train.report({"stage": name, "flops": stats["flops"], "wall_s": stats["wall_s"]})
 
 
-def run_stages(configs: list[dict], cache_dir: str, scaling: dict, storage_path: str, job_name: str,
-               sweep: tracking.SweepRun | None = None) -> list[dict]:
+def run_stages(
+    configs: list[dict], cache_dir: str, scaling: dict, storage_path: str, job_name: str, sweep: tracking.SweepRun | None = None
+) -> list[dict]:
     """Compute the missing shared stages as one TorchTrainer job; log every stage to MLflow.
 
     scaling is the spec's `stages:` section (workers, cpus_per_worker, gpus_per_worker). Returns
@@ -93,15 +97,16 @@ def run_stages(configs: list[dict], cache_dir: str, scaling: dict, storage_path:
             per_worker["GPU"] = scaling["gpus_per_worker"]
         trainer = TorchTrainer(
             _stage_worker,
-            train_loop_config={"todo": todo, "cache_dir": cache_dir,
-                               "threads": max(1, int(scaling["cpus_per_worker"]))},
-            scaling_config=ray.train.ScalingConfig(num_workers=scaling["workers"],
-                                                   use_gpu=bool(scaling["gpus_per_worker"]),
-                                                   resources_per_worker=per_worker),
+            train_loop_config={"todo": todo, "cache_dir": cache_dir, "threads": max(1, int(scaling["cpus_per_worker"]))},
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=scaling["workers"], use_gpu=bool(scaling["gpus_per_worker"]), resources_per_worker=per_worker
+            ),
             # A Train run whose name was used before resumes that run: names must be unique.
-            run_config=ray.train.RunConfig(name=f"{job_name}-stages-{uuid.uuid4().hex[:8]}",
-                                           storage_path=storage_path,
-                                           logging_config=ray.train.LoggingConfig(logs.train_level())),
+            run_config=ray.train.RunConfig(
+                name=f"{job_name}-stages-{uuid.uuid4().hex[:8]}",
+                storage_path=storage_path,
+                logging_config=ray.train.LoggingConfig(logs.train_level()),
+            ),
         )
         trainer.fit()
     done = {key for _, key, _ in todo}
@@ -112,8 +117,13 @@ def run_stages(configs: list[dict], cache_dir: str, scaling: dict, storage_path:
         records.append(record)
         if sweep:
             tags, params = stage_run(name, cfg)
-            tags.update(kind="stage", stage=name, key=key, cached=str(record["cached"]).lower(),
-                        **{k: str(record[k]) for k in ("train_workers", "backend") if k in record})
+            tags.update(
+                kind="stage",
+                stage=name,
+                key=key,
+                cached=str(record["cached"]).lower(),
+                **{k: str(record[k]) for k in ("train_workers", "backend") if k in record},
+            )
             run_id = tracking.start_child(sweep, f"{name}-{key}", tags, params)
             tracking.log_stats(sweep, run_id, stats)
             tracking.end_run(sweep, run_id)

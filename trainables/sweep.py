@@ -2,6 +2,7 @@
 
 `minimodel sweep` and `minimodel frontier` call these; nothing here is needed to run one trial.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,10 @@ def check_storage(storage: str) -> None:
         raise SpecError(f"storage: cannot write to {folder} ({e.strerror})") from None
     free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
-        raise SpecError(f"storage: only {free / 2**20:.0f} MiB free on {folder}; a sweep writes models, checkpoints "
-                        f"and results there: free at least {MIN_FREE_BYTES / 2**30:.0f} GiB or choose another storage")
+        raise SpecError(
+            f"storage: only {free / 2**20:.0f} MiB free on {folder}; a sweep writes models, checkpoints "
+            f"and results there: free at least {MIN_FREE_BYTES / 2**30:.0f} GiB or choose another storage"
+        )
 
 
 def log_kept(results: tune.ResultGrid, spec: Spec, cache_dir: str, sweep: tracking.SweepRun) -> int:
@@ -79,7 +82,8 @@ def run(spec: Spec, resume: bool = False, tags: dict[str, str] | None = None) ->
     except (MlflowException, RequestException) as e:
         raise tracking.TrackingError(
             f"tracking_uri: MLflow at {spec.tracking_uri} stopped answering during the sweep ({type(e).__name__}); "
-            f"finished trials are kept in {spec.storage}: run `minimodel sweep SPEC --resume` once it is back") from None
+            f"finished trials are kept in {spec.storage}: run `minimodel sweep SPEC --resume` once it is back"
+        ) from None
 
 
 def cluster_nodes() -> list[dict[str, float]] | None:
@@ -120,8 +124,10 @@ def connect_ray(env_vars: dict[str, str]) -> None:
         said.seek(0)
         text = said.read().decode(errors="replace")
     if refused is not None and "InvalidAuthToken" in text + str(refused):
-        raise SpecError(f"{auth_token_setting()}: the Ray cluster at {os.environ.get('RAY_ADDRESS')} refused this token; "
-                        "use the cluster's (`ray get-auth-token` on its head)") from None
+        raise SpecError(
+            f"{auth_token_setting()}: the Ray cluster at {os.environ.get('RAY_ADDRESS')} refused this token; "
+            "use the cluster's (`ray get-auth-token` on its head)"
+        ) from None
     sys.stderr.write(text)
     if refused is not None:
         raise refused
@@ -151,13 +157,17 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
         # Training bars reach the driver through Ray's tqdm (trainables/progress.py); what else does, trainables/logs.py.
         connect_ray(logs.worker_env())
         gcs = ray.get_runtime_context().gcs_address
-        watching = head_watch.watch(gcs, f"ray: the head at {gcs} stopped answering during the sweep ({head_watch.grace_s():.0f} s "
-                                    f"without its GCS); finished trials are kept in {spec.storage}: start the head "
-                                    "again at the same address (then the workers), and run `minimodel sweep SPEC --resume`")
+        watching = head_watch.watch(
+            gcs,
+            f"ray: the head at {gcs} stopped answering during the sweep ({head_watch.grace_s():.0f} s "
+            f"without its GCS); finished trials are kept in {spec.storage}: start the head "
+            "again at the same address (then the workers), and run `minimodel sweep SPEC --resume`",
+        )
     try:  # what the cluster offers, checked before any MLflow run or Train job exists
         checks.check_resources(spec.resources, spec.stages, cluster_nodes(), "the Ray cluster")
-        sweep = tracking.start_sweep(spec.tracking_uri, spec.name, spec.storage,
-                                     {"storage": spec.storage, "search_alg": spec.search_alg, **tags}, resume)
+        sweep = tracking.start_sweep(
+            spec.tracking_uri, spec.name, spec.storage, {"storage": spec.storage, "search_alg": spec.search_alg, **tags}, resume
+        )
         mlflow_view.save_view(sweep, f"{spec.name}: trials by language", spec.languages)
         client = sweep.client()
         previous = client.get_run(sweep.run_id).data.tags.get("tune_path") if resume else None
@@ -170,8 +180,9 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
     try:
         records = stages.run_stages(spec.stage_configs(), cache_dir, spec.stages, storage_path, spec.name, sweep)
         computed = [r for r in records if not r["cached"]]
-        print(f"shared stages: {len(records)} ({len(computed)} computed, {len(records) - len(computed)} cached) "
-              f"in {time.time() - t0:.0f} s")
+        print(
+            f"shared stages: {len(records)} ({len(computed)} computed, {len(records) - len(computed)} cached) in {time.time() - t0:.0f} s"
+        )
         for record in records:
             print(stages.summary_line(record))
         t1 = time.time()
@@ -190,8 +201,7 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
         # Slot time not spent inside trial functions: actor start, scheduling, result handling, idle tail.
         busy = sum((r.metrics or {}).get("time_total_s", 0.0) for r in results)
         overhead = max(0.0, trials_s * min(spec.max_concurrent, len(results)) - busy) / max(len(results), 1)
-        print(f"trials: {len(results)} ({len(errors)} failed) in {trials_s:.0f} s; "
-              f"Ray overhead about {overhead:.1f} s per trial")
+        print(f"trials: {len(results)} ({len(errors)} failed) in {trials_s:.0f} s; Ray overhead about {overhead:.1f} s per trial")
         if errors:
             print(f"first failure: {str(errors[0]).strip().splitlines()[-1]}")
         # A trial left short by a fit that ended cleanly was stopped by the scheduler; by an interrupted one, cut off.
@@ -203,9 +213,17 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
             tuning.report(sweep, spec, _out_dir(spec, sweep) / "tuning")
         elif not (table := tracking.read_points(sweep)).empty:
             report_frontier(sweep, table, _out_dir(spec, sweep))
-        tracking.log_metrics(sweep, sweep.run_id, {"trials": len(results), "failed_trials": len(errors),
-                                                   "wall_s": time.time() - t0, "trials_wall_s": trials_s,
-                                                   "ray_overhead_s_per_trial": overhead})
+        tracking.log_metrics(
+            sweep,
+            sweep.run_id,
+            {
+                "trials": len(results),
+                "failed_trials": len(errors),
+                "wall_s": time.time() - t0,
+                "trials_wall_s": trials_s,
+                "ray_overhead_s_per_trial": overhead,
+            },
+        )
         tracking.end_run(sweep, sweep.run_id, "FAILED" if errors else "FINISHED")
         print(f"MLflow: {tracking.ui_hint(sweep)}")
         return 1 if errors else 0
@@ -222,8 +240,9 @@ def _run(spec: Spec, resume: bool, tags: dict[str, str]) -> int:
             ray.shutdown()
 
 
-def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None, out_dir: str | None = None,
-                  tolerance: float = frontier.MATCH_TOLERANCE) -> int:
+def show_frontier(
+    tracking_uri: str, experiment: str, run_id: str | None = None, out_dir: str | None = None, tolerance: float = frontier.MATCH_TOLERANCE
+) -> int:
     """Read a sweep's trials back from MLflow, print the frontier table, write and log CSV and plot."""
     tracking.check_reachable(tracking_uri)
     sweep = tracking.latest_sweep(tracking_uri, experiment)
@@ -238,8 +257,9 @@ def show_frontier(tracking_uri: str, experiment: str, run_id: str | None = None,
     return 0
 
 
-def report_frontier(sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str | Path,
-                    tolerance: float = frontier.MATCH_TOLERANCE) -> None:
+def report_frontier(
+    sweep: tracking.SweepRun, table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier.MATCH_TOLERANCE
+) -> None:
     """Write the frontier's files (evaluations.csv among them), log them to the sweep's run and print its table."""
     files = frontier_report.report(table, out_dir, tolerance)
     folder = frontier_report.tolerance_folder(tolerance)

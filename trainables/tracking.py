@@ -4,6 +4,7 @@ Everything goes through an MlflowClient with an explicit tracking URI and explic
 never the fluent API's global state or Ray's MLflowLoggerCallback (docs/STACK.md): trials run in
 other processes, possibly on other machines, and must land under the right parent.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,9 +27,21 @@ from minimodel.errors import UserError
 from trainables import mlflow_view
 
 POINT_METRICS = ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1", "flops", "tokens", "wall_s", "train_step")
-FINAL_METRICS = ("english_accuracy", "english_macro_f1", "english_exact_match", "majority_accuracy", "one_off_flops", "dev_items",
-                 "test_items", "overlap_tokens", "restarts", "recomputed_steps", "recomputed_flops",
-                 "init_s", "init_english_s")
+FINAL_METRICS = (
+    "english_accuracy",
+    "english_macro_f1",
+    "english_exact_match",
+    "majority_accuracy",
+    "one_off_flops",
+    "dev_items",
+    "test_items",
+    "overlap_tokens",
+    "restarts",
+    "recomputed_steps",
+    "recomputed_flops",
+    "init_s",
+    "init_english_s",
+)
 RUN_CONSTANTS = ("english_accuracy", "majority_accuracy", "one_off_flops", "dev_items")
 TRIAL_TAGS = ("language", "condition", "arm", "method", "depth", "baseline", "seed", "config")
 # MLflow charts plot metrics against their step: a trial's curve is logged with step = cumulative
@@ -67,7 +80,7 @@ def check_reachable(uri: str, timeout: float = 5.0, setting: str = "tracking_uri
             raise TrackingError(f"{setting}: cannot reach MLflow at {uri} ({getattr(e, 'reason', e)})") from None
         check_credentials(uri)
     elif uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).parent
+        folder = Path(uri[len("sqlite:///") :]).parent
         if not folder.is_dir():
             raise TrackingError(f"{setting}: folder {folder} of {uri} does not exist")
     elif uri.startswith("postgresql"):
@@ -83,8 +96,7 @@ def check_database(uri: str, timeout: float, setting: str) -> None:
         shown = url.render_as_string(hide_password=True)
         engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
     except ImportError as e:
-        raise TrackingError(f"{setting}: {uri.split(':')[0]} needs its driver ({e.name}): "
-                            "pip install 'minimodel[postgres]'") from None
+        raise TrackingError(f"{setting}: {uri.split(':')[0]} needs its driver ({e.name}): pip install 'minimodel[postgres]'") from None
     except (sqlalchemy.exc.ArgumentError, ValueError) as e:
         raise TrackingError(f"{setting}: {uri.split('@')[-1]} is not a database URI ({e})") from None
     try:
@@ -108,8 +120,10 @@ def check_credentials(uri: str) -> None:
             raise
         missing = [k for k in CREDENTIALS[:2] if not os.environ.get(k)]
         if status == 403:
-            why = (f"user {os.environ.get(CREDENTIALS[0])!r} may not read experiments: give it permission, "
-                   f"or set {CREDENTIALS[0]} to one that may")
+            why = (
+                f"user {os.environ.get(CREDENTIALS[0])!r} may not read experiments: give it permission, "
+                f"or set {CREDENTIALS[0]} to one that may"
+            )
         elif missing and not os.environ.get(CREDENTIALS[2]):
             why = f"{' and '.join(missing)} not set"
         else:
@@ -126,8 +140,7 @@ def experiment(uri: str, name: str, artifact_root: str) -> str:
         # a server chooses (and proxies) its own artifact store.
         location = None if uri.startswith(("http://", "https://")) else f"{artifact_root}/mlartifacts/{name}"
         # The experiment kind tells MLflow 3's UI this is model training, not a GenAI app.
-        return client.create_experiment(name, artifact_location=location,
-                                        tags={"mlflow.experimentKind": "custom_model_development"})
+        return client.create_experiment(name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"})
     if found.lifecycle_stage == "deleted":
         client.restore_experiment(found.experiment_id)
     return found.experiment_id
@@ -140,12 +153,15 @@ def start_sweep(uri: str, name: str, artifact_root: str, tags: dict[str, str], r
     client = MlflowClient(tracking_uri=uri)
     if resume:
         phase = f" and tags.phase = '{tags['phase']}'" if "phase" in tags else ""
-        runs = client.search_runs([experiment_id], f"tags.kind = 'sweep' and attributes.status != 'FINISHED'{phase}",
-                                  order_by=["attributes.start_time DESC"], max_results=1)
+        runs = client.search_runs(
+            [experiment_id],
+            f"tags.kind = 'sweep' and attributes.status != 'FINISHED'{phase}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
         if runs:
             return SweepRun(uri, experiment_id, runs[0].info.run_id)
-    run = client.create_run(experiment_id, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                            tags={"kind": "sweep", **tags})
+    run = client.create_run(experiment_id, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", tags={"kind": "sweep", **tags})
     return SweepRun(uri, experiment_id, run.info.run_id)
 
 
@@ -155,8 +171,7 @@ def latest_sweep(uri: str, name: str) -> SweepRun:
     found = client.get_experiment_by_name(name)
     if found is None:
         raise TrackingError(f"no MLflow experiment named {name!r} at {uri}")
-    runs = client.search_runs([found.experiment_id], "tags.kind = 'sweep'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs([found.experiment_id], "tags.kind = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         raise TrackingError(f"experiment {name!r} at {uri} has no sweep runs")
     return SweepRun(uri, found.experiment_id, runs[0].info.run_id)
@@ -167,8 +182,11 @@ def start_child(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[s
     its process died, or redone by a resumed sweep) is replaced so nothing is counted twice: ended
     (KILLED if it was still RUNNING: its process is gone), tagged `replaced_by` the new run, deleted."""
     client = sweep.client()
-    old = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
-                             f"and tags.key = '{tags['key']}'") if "key" in tags else []
+    old = (
+        client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.key = '{tags['key']}'")
+        if "key" in tags
+        else []
+    )
     run = client.create_run(sweep.experiment_id, run_name=name, tags={"mlflow.parentRunId": sweep.run_id, **tags})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     for replaced in old:
@@ -182,8 +200,11 @@ def start_child(sweep: SweepRun, name: str, tags: dict[str, str], params: dict[s
 def log_metrics(sweep: SweepRun, run_id: str, metrics: dict[str, object], step: int = 0) -> None:
     """Numeric, finite values only (MLflow rejects the rest); nested dicts become dotted names."""
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step) for k, v in flatten(metrics).items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    batch = [
+        Metric(k, float(v), now, step)
+        for k, v in flatten(metrics).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     if batch:
         sweep.client().log_batch(run_id, metrics=batch)
 
@@ -242,8 +263,9 @@ def read_points(sweep: SweepRun) -> pd.DataFrame:
     client = sweep.client()
     runs, token = [], None
     while True:
-        page = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
-                                  "and tags.kind = 'trial'", max_results=1000, page_token=token)
+        page = client.search_runs(
+            [sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.kind = 'trial'", max_results=1000, page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -257,9 +279,17 @@ def read_points(sweep: SweepRun) -> pd.DataFrame:
         tags = {t: run.data.tags.get(t, "") for t in TRIAL_TAGS}
         for step in sorted(curves["accuracy"]):
             point = {m: curves[m].get(step, float("nan")) for m in POINT_METRICS}
-            rows.append({"run_id": run.info.run_id, **tags, "status": run.info.status,
-                         "stopped": run.data.tags.get("stopped", ""),
-                         **point, "step": int(point.pop("train_step")), **constants})
+            rows.append(
+                {
+                    "run_id": run.info.run_id,
+                    **tags,
+                    "status": run.info.status,
+                    "stopped": run.data.tags.get("stopped", ""),
+                    **point,
+                    "step": int(point.pop("train_step")),
+                    **constants,
+                }
+            )
     columns = ["run_id", *TRIAL_TAGS, "status", "stopped", "step", *POINT_METRICS[:-1], *RUN_CONSTANTS]
     table = pd.DataFrame(rows, columns=columns)
     table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(0).astype(int)
@@ -273,12 +303,18 @@ def metric_histories(client: MlflowClient, run_ids: list[str], key: str) -> dict
     store = client._tracking_client.store  # the client has no bulk method; its store (or server) has
     out: dict[str, dict[int, float]] = {}
     for start in range(0, len(run_ids), BULK_RUNS):
-        chunk = run_ids[start:start + BULK_RUNS]
+        chunk = run_ids[start : start + BULK_RUNS]
         if isinstance(store, RestStore):
-            response = http_request_safe(store.get_host_creds(), "/api/2.0/mlflow/metrics/get-history-bulk-interval", "GET",
-                                         params={"run_ids": chunk, "metric_key": key, "max_results": BULK_POINTS})
-            points = [(m["run_id"], int(m.get("step", 0)), float(m.get("value", 0.0)))  # JSON leaves out zeros
-                      for m in response.json().get("metrics", [])]
+            response = http_request_safe(
+                store.get_host_creds(),
+                "/api/2.0/mlflow/metrics/get-history-bulk-interval",
+                "GET",
+                params={"run_ids": chunk, "metric_key": key, "max_results": BULK_POINTS},
+            )
+            points = [
+                (m["run_id"], int(m.get("step", 0)), float(m.get("value", 0.0)))  # JSON leaves out zeros
+                for m in response.json().get("metrics", [])
+            ]
         else:
             points = [(m.run_id, m.step, m.value) for m in store.get_metric_history_bulk_interval(chunk, key, BULK_POINTS, None, None)]
         for run_id, step, value in points:
@@ -306,8 +342,7 @@ def ui_hint(sweep: SweepRun) -> str:
     return f"`minimodel ui SPEC`, then {mlflow_view.url('http://127.0.0.1:5000', sweep)}"
 
 
-def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset(),
-                   scheduled_keys: set[str] = frozenset()) -> int:
+def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset(), scheduled_keys: set[str] = frozenset()) -> int:
     """End the sweep's child runs left unfinished and tag why each stopped short (`stopped`).
 
     FAILED for failed_keys. KILLED otherwise, with stopped=scheduler for scheduled_keys (trials of a
@@ -315,8 +350,9 @@ def close_children(sweep: SweepRun, failed_keys: set[str] = frozenset(),
     and stopped=interrupted for the rest (cut off with the sweep: the frontier leaves them out).
     Returns how many runs were still RUNNING."""
     client = sweep.client()
-    runs = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' "
-                              "and attributes.status != 'FINISHED'", max_results=10000)
+    runs = client.search_runs(
+        [sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' and attributes.status != 'FINISHED'", max_results=10000
+    )
     runs = [run for run in runs if run.info.status in ("RUNNING", "KILLED")]
     for run in runs:
         key = run.data.tags.get("key")

@@ -6,6 +6,7 @@ TuneReportCallback: Ray 2.60 cannot take a TorchTrainer as a Tune trainable (doc
 Every evaluation point goes to Tune (for the searcher and ASHA), to the trial's MLflow run and as one
 line to the driver's terminal. The trial's MLflow run is tagged with the Ray node it ran on.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,14 +48,23 @@ def trial_run(spec: Spec, config: dict, cache_dir: str, trial_id: str) -> tuple[
     method, language = values.pop("adapt.method"), values.pop("adapt.language")
     cfg = spec.config(method, language, values)
     a = cfg["adapt"]
-    tags = {"kind": "trial", "key": trial_id, "method": method, "language": language,
-            "depth": "full" if arms.get(cfg).full_model else str(a["depth"]), "init": a["init"],
-            "arm": arms.arm(cfg), "baseline": arms.baseline(cfg), "seed": str(a["seed"]),
-            "condition": short_values(cfg, spec.conditions), "config": short_values(cfg, spec.tuned),
-            "model": cfg["model"]["name"], "adapt_key": pipeline.stage_keys(cfg)["adapt"],
-            "cached": str(pipeline.stage_done("adapt", cfg, cache_dir)).lower()}
-    params = {"method": method, "language": language, "depth": a["depth"], "lr": a["lr"], "steps": a["steps"],
-              **flatten(cfg)}
+    tags = {
+        "kind": "trial",
+        "key": trial_id,
+        "method": method,
+        "language": language,
+        "depth": "full" if arms.get(cfg).full_model else str(a["depth"]),
+        "init": a["init"],
+        "arm": arms.arm(cfg),
+        "baseline": arms.baseline(cfg),
+        "seed": str(a["seed"]),
+        "condition": short_values(cfg, spec.conditions),
+        "config": short_values(cfg, spec.tuned),
+        "model": cfg["model"]["name"],
+        "adapt_key": pipeline.stage_keys(cfg)["adapt"],
+        "cached": str(pipeline.stage_done("adapt", cfg, cache_dir)).lower(),
+    }
+    params = {"method": method, "language": language, "depth": a["depth"], "lr": a["lr"], "steps": a["steps"], **flatten(cfg)}
     return cfg, f"{tags['arm']} {language} seed {a['seed']} {trial_id}", tags, params
 
 
@@ -79,8 +89,11 @@ class Logbook:
             fn(*args)
         except Exception as e:  # MLflow's and requests' errors alike: the store did not take it
             self.broken = True
-            print(f"MLflow at {self.sweep.tracking_uri} did not answer ({type(e).__name__}); the trial goes on, "
-                  "its results are kept in the cache and logged when it is back", flush=True)
+            print(
+                f"MLflow at {self.sweep.tracking_uri} did not answer ({type(e).__name__}); the trial goes on, "
+                "its results are kept in the cache and logged when it is back",
+                flush=True,
+            )
 
     def start(self) -> None:
         self.write(lambda: setattr(self, "run_id", tracking.start_child(self.sweep, self.name, self.tags, self.params)))
@@ -89,14 +102,19 @@ class Logbook:
 def reporter(book: Logbook, emit: Callable[[dict], None], last_step: int, label: str) -> Callable[[dict], None]:
     """A pipeline `report` callback: a progress line, every point to MLflow, and to Ray all but the
     last one, which `finish` sends with the test metrics (ASHA stops a trial at max_t)."""
+
     def report(point: dict) -> None:
-        print(f"{label} step {point['step']}/{last_step}: dev accuracy {point.get('accuracy', float('nan')):.3f}, "
-              f"{point.get('flops', 0):.3g} FLOPs", flush=True)
+        print(
+            f"{label} step {point['step']}/{last_step}: dev accuracy {point.get('accuracy', float('nan')):.3f}, "
+            f"{point.get('flops', 0):.3g} FLOPs",
+            flush=True,
+        )
         book.write(tracking.log_point, book.sweep, book.run_id, numbers(point), book.tags.get("language"))
         if not book.broken:
             book.logged.add(point["step"])
         if point["step"] != last_step:
             emit(numbers(point))
+
     return report
 
 
@@ -108,8 +126,13 @@ def finish(book: Logbook, final: dict, emit: Callable[[dict], None]) -> None:
         for point in final["curve"]:
             if point["step"] not in book.logged:
                 book.write(tracking.log_point, book.sweep, book.run_id, numbers(point), book.tags.get("language"))
-        book.write(tracking.log_metrics, book.sweep, book.run_id, {k: final[k] for k in tracking.FINAL_METRICS if k in final},
-                   tracking.compute_step(final["flops"]))
+        book.write(
+            tracking.log_metrics,
+            book.sweep,
+            book.run_id,
+            {k: final[k] for k in tracking.FINAL_METRICS if k in final},
+            tracking.compute_step(final["flops"]),
+        )
         book.write(tracking.end_run, book.sweep, book.run_id)
     if book.sweep and book.broken:
         book.broken = False
@@ -128,8 +151,7 @@ def run_counted(cfg: dict, cache_dir: str, report: Callable[[dict], None]) -> di
     if loop.startswith("adapt") and step:
         state = folder / "state.json"
         resumed_at = json.loads(state.read_text())["step"] if state.exists() else 0
-        counts = {"restarts": counts["restarts"] + 1,
-                  "recomputed_steps": counts["recomputed_steps"] + max(0, step - resumed_at)}
+        counts = {"restarts": counts["restarts"] + 1, "recomputed_steps": counts["recomputed_steps"] + max(0, step - resumed_at)}
         folder.mkdir(parents=True, exist_ok=True)
         counts_file.write_text(json.dumps(counts))
     progress.use_ray_bars(folder / "reached.json")
@@ -139,9 +161,11 @@ def run_counted(cfg: dict, cache_dir: str, report: Callable[[dict], None]) -> di
         if isinstance(e, RuntimeError) and not any(m in str(e).lower() for m in MEMORY_ERRORS):
             raise
         a = cfg["adapt"]
-        raise TrialOutOfMemory(f"out of memory in trial {a['method']} {a['language']} at batch size {a['batch_size']} x "
-                               f"{cfg['data']['seq_len']} tokens: lower trial.adapt.batch_size "
-                               f"(or data.seq_len, or give trials more memory)") from None
+        raise TrialOutOfMemory(
+            f"out of memory in trial {a['method']} {a['language']} at batch size {a['batch_size']} x "
+            f"{cfg['data']['seq_len']} tokens: lower trial.adapt.batch_size "
+            f"(or data.seq_len, or give trials more memory)"
+        ) from None
     per_step = final["flops"] / max(final["steps"], 1)
     return {**final, **counts, "recomputed_flops": counts["recomputed_steps"] * per_step}
 
@@ -187,13 +211,22 @@ def _adapt_in_trial(spec: Spec, cfg: dict, cache_dir: str, storage_path: str, tr
         per_worker = {"CPU": res["cpus_per_worker"], **({"GPU": res["gpus_per_worker"]} if res["gpus_per_worker"] else {})}
         trainer = TorchTrainer(
             _adapt_worker,
-            train_loop_config={"cfg": cfg, "cache_dir": cache_dir, "book": book, "label": label,
-                               "threads": max(1, int(res["cpus_per_worker"]))},
-            scaling_config=ray.train.ScalingConfig(num_workers=res["workers"], use_gpu=bool(res["gpus_per_worker"]),
-                                                   resources_per_worker=per_worker),
-            run_config=ray.train.RunConfig(name=f"{spec.name}-trial-{trial_id}-{uuid.uuid4().hex[:6]}",
-                                           storage_path=storage_path, callbacks=[TuneReportCallback()],
-                                           logging_config=ray.train.LoggingConfig(logs.train_level())),
+            train_loop_config={
+                "cfg": cfg,
+                "cache_dir": cache_dir,
+                "book": book,
+                "label": label,
+                "threads": max(1, int(res["cpus_per_worker"])),
+            },
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=res["workers"], use_gpu=bool(res["gpus_per_worker"]), resources_per_worker=per_worker
+            ),
+            run_config=ray.train.RunConfig(
+                name=f"{spec.name}-trial-{trial_id}-{uuid.uuid4().hex[:6]}",
+                storage_path=storage_path,
+                callbacks=[TuneReportCallback()],
+                logging_config=ray.train.LoggingConfig(logs.train_level()),
+            ),
         )
         trainer.fit()
     else:

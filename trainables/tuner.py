@@ -5,6 +5,7 @@ language x method pair gets a trial first, or the rows of an explicit grid. A tr
 flat dict of dotted trial-config keys, e.g. {"adapt.method": "minipost", "adapt.depth": 2} (under
 "point" for the grid).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,7 +49,8 @@ def search_alg(spec: Spec):
     metric, mode = arm_search.objective(spec)
     return OptunaSearch(
         functools.partial(define_space, spec=spec),  # a partial pickles (Tune saves searcher state); a closure does not
-        metric=metric, mode=mode,
+        metric=metric,
+        mode=mode,
         points_to_evaluate=pairs,
         sampler=optuna.samplers.TPESampler(seed=seed),
     )
@@ -56,8 +58,9 @@ def search_alg(spec: Spec):
 
 def format_values(values: dict) -> str:
     """'lr=0.001 depth=2': searched values with short names, for one line of a terminal."""
-    return " ".join(f"{k.removeprefix('adapt.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('adapt.')}={v}"
-                    for k, v in values.items())
+    return " ".join(
+        f"{k.removeprefix('adapt.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('adapt.')}={v}" for k, v in values.items()
+    )
 
 
 class Progress(tune.Callback):
@@ -66,14 +69,19 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         config, result = trial.config.get("point", trial.config), trial.last_result
         values = format_values({k: v for k, v in config.items() if k not in ("adapt.method", "adapt.language", VARIANT)})
-        print(f"trial {config['adapt.method']:<9} {config['adapt.language']:<5} {values}: accuracy "
-              f"{result.get('accuracy', float('nan')):.3f} at {result.get('flops', 0):.3g} FLOPs, "
-              f"{result.get('time_total_s', 0):.1f} s", flush=True)
+        print(
+            f"trial {config['adapt.method']:<9} {config['adapt.language']:<5} {values}: accuracy "
+            f"{result.get('accuracy', float('nan')):.3f} at {result.get('flops', 0):.3g} FLOPs, "
+            f"{result.get('time_total_s', 0):.1f} s",
+            flush=True,
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         config = trial.config.get("point", trial.config)
-        print(f"trial {trial.trial_id} {config.get('adapt.method')} {config.get('adapt.language')} failed "
-              f"(see {trial.local_path})", flush=True)
+        print(
+            f"trial {trial.trial_id} {config.get('adapt.method')} {config.get('adapt.language')} failed (see {trial.local_path})",
+            flush=True,
+        )
 
 
 def trainable(spec: Spec, cache_dir: str, storage_path: str, sweep: SweepRun | None):
@@ -89,8 +97,14 @@ def build(spec: Spec, name: str, cache_dir: str, storage_path: str, sweep: Sweep
         scheduler = arm_search.ArmASHA(spec.asha)
     elif spec.asha:
         a = spec.asha
-        scheduler = ASHAScheduler(time_attr=a["time_attr"], metric="accuracy", mode="max", max_t=a["max_t"],
-                                  grace_period=a["grace_period"], reduction_factor=a["reduction_factor"])
+        scheduler = ASHAScheduler(
+            time_attr=a["time_attr"],
+            metric="accuracy",
+            mode="max",
+            max_t=a["max_t"],
+            grace_period=a["grace_period"],
+            reduction_factor=a["reduction_factor"],
+        )
     grid = spec.search_alg == "grid"
     return tune.Tuner(
         trainable(spec, cache_dir, storage_path, sweep),
@@ -104,8 +118,13 @@ def build(spec: Spec, name: str, cache_dir: str, storage_path: str, sweep: Sweep
             trial_dirname_creator=lambda t: t.trial_id,
         ),
         # A trial whose process dies (a node lost, a kill) is retried; it resumes from its checkpoint in the cache.
-        run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=[Progress()],
-                                  failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            verbose=0,
+            callbacks=[Progress()],
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        ),
         # The grid's rows are whole points (standard has no depth), so the grid runs over points, not keys.
         param_space={"point": tune.grid_search(spec.grid())} if grid else None,
     )

@@ -6,6 +6,7 @@ ran their own steps to the end (not stopped by ASHA, not failed), the cheapest i
 accuracy is within `tune.tolerance` of the best. It is logged as params `chosen.ARM.LANGUAGE.KEY` on
 the tuning run (what `minimodel confirm` reads) and as chosen.yaml, `methods:` blocks per language.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,10 @@ from trainables import tracking  # noqa: E402
 from trainables.arm_search import searched_keys  # noqa: E402
 from trainables.tuner import format_values  # noqa: E402
 
-RULE = ("chosen per arm and language, one rule for every arm: the cheapest trial (adaptation FLOPs) that ran its "
-        "steps to the end with final dev accuracy within {tolerance:g} of that arm's best")
+RULE = (
+    "chosen per arm and language, one rule for every arm: the cheapest trial (adaptation FLOPs) that ran its "
+    "steps to the end with final dev accuracy within {tolerance:g} of that arm's best"
+)
 
 
 def typed(spec: Spec, key: str, text: str) -> object:
@@ -41,17 +44,26 @@ def typed(spec: Spec, key: str, text: str) -> object:
 def trials(sweep: tracking.SweepRun, spec: Spec) -> pd.DataFrame:
     """One row per trial of the tuning run: its arm, language, searched values, final dev accuracy and FLOPs."""
     client = sweep.client()
-    runs = client.search_runs([sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.kind = 'trial'",
-                              max_results=10000)
+    runs = client.search_runs(
+        [sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.kind = 'trial'", max_results=10000
+    )
     rows = []
     for run in runs:
         p, m = run.data.params, run.data.metrics
         group = (p["adapt.method"], p["adapt.language"])
-        rows.append({"language": group[1], "arm": group[0], "trial": run.data.tags.get("key", ""),
-                     "run_id": run.info.run_id, "link": run_link(sweep, run.info.run_id),
-                     "finished": run.info.status == "FINISHED",
-                     "accuracy": m.get("accuracy", float("nan")), "flops": m.get("flops", float("nan")),
-                     "values": {k: typed(spec, k, p[k]) for k in searched_keys(spec, group)}})
+        rows.append(
+            {
+                "language": group[1],
+                "arm": group[0],
+                "trial": run.data.tags.get("key", ""),
+                "run_id": run.info.run_id,
+                "link": run_link(sweep, run.info.run_id),
+                "finished": run.info.status == "FINISHED",
+                "accuracy": m.get("accuracy", float("nan")),
+                "flops": m.get("flops", float("nan")),
+                "values": {k: typed(spec, k, p[k]) for k in searched_keys(spec, group)},
+            }
+        )
     return pd.DataFrame(rows, columns=["language", "arm", "trial", "run_id", "link", "finished", "accuracy", "flops", "values"])
 
 
@@ -79,9 +91,11 @@ def importance(spec: Spec, table: pd.DataFrame) -> pd.DataFrame:
     for (arm, language), group in table[table["finished"] & table["accuracy"].notna()].groupby(["arm", "language"], sort=True):
         study = optuna.create_study(direction="maximize")
         for _, row in group.iterrows():
-            study.add_trial(optuna.trial.create_trial(
-                params=row["values"], distributions={k: distribution(spec.search[k]) for k in row["values"]},
-                value=row["accuracy"]))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=row["values"], distributions={k: distribution(spec.search[k]) for k in row["values"]}, value=row["accuracy"]
+                )
+            )
         if len(study.trials) < 2 or not any(len({t.params[k] for t in study.trials}) > 1 for k in study.trials[0].params):
             continue
         for key, share in optuna.importance.get_param_importances(study).items():
@@ -168,12 +182,13 @@ def report(sweep: tracking.SweepRun, spec: Spec, out_dir: Path) -> pd.DataFrame:
     tracking.log_artifacts(sweep, files, folder="tuning")
     client = sweep.client()
     client.log_batch(sweep.run_id, params=[Param(k, str(v)) for k, v in chosen_params(chosen).items()])
-    tracking.log_metrics(sweep, sweep.run_id, {f"importance.{r.arm}.{r.language}.{r.key}": r.importance
-                                               for r in weights.itertuples()})
+    tracking.log_metrics(sweep, sweep.run_id, {f"importance.{r.arm}.{r.language}.{r.key}": r.importance for r in weights.itertuples()})
     print(RULE.format(tolerance=spec.tune["tolerance"]) + ":")
     for _, row in chosen.iterrows():
-        print(f"  {row['arm']:<14} {row['language']:<6} {format_values(row['values'])}: dev accuracy {row['accuracy']:.3f} at "
-              f"{row['flops']:.3g} FLOPs (trial {row['trial']})")
+        print(
+            f"  {row['arm']:<14} {row['language']:<6} {format_values(row['values'])}: dev accuracy {row['accuracy']:.3f} at "
+            f"{row['flops']:.3g} FLOPs (trial {row['trial']})"
+        )
     for arm, language in sorted(set(map(tuple, table[["arm", "language"]].values)) - set(map(tuple, chosen[["arm", "language"]].values))):
         print(f"  {arm:<14} {language:<6} no trial ran to the end: nothing chosen")
     print(f"tuning: Pareto table {out_dir / 'pareto.csv'}, plot {out_dir / 'pareto.png'}; chosen configs {out_dir / 'chosen.yaml'}")

@@ -8,6 +8,7 @@ joint pretraining with a second MLM head at its depth), so its reference is stan
 through that same jointly trained model, the arm "standard-through-joint", shown "standard (joint k=2)".
 The rest of the code asks this table; adding a method is adding an entry.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,19 +68,54 @@ class Arm:
 
 STANDARD = "standard"
 WHOLE_MODEL = "embeddings relearned by masked language modelling through the whole frozen model"
-ARMS: dict[str, Arm] = {a.name: a for a in (
-    Arm(STANDARD, "standard", WHOLE_MODEL, ("source", "finetune"), ("source", "model"), STANDARD, label=STANDARD,
-        pinned=frozenset({"adapt.depth"})),
-    Arm("minijoint", "MiniJoint", "embeddings relearned through a mini-model (the first k layers and a second MLM "
-        "head trained jointly with the model), then plugged into the full model",
-        ("source", "finetune"), ("source", "mini"), "standard-through-joint", one_off=second_head_flops, joint=True),
-    Arm("minipost", "MiniPost", "embeddings relearned through a mini-model (the first k layers, frozen, with a new "
-        "top aligned on English), then plugged into the full model",
-        ("source", "align", "finetune"), ("align", "mini"), STANDARD, one_off=alignment_flops),
-    Arm("standard-through-joint", "standard through MiniJoint's model", WHOLE_MODEL, ("source", "finetune"),
-        ("source", "model"), "standard-through-joint", label="standard (joint k={depth})", joint=True,
-        borrows="minijoint", variant_of=STANDARD),
-)}
+ARMS: dict[str, Arm] = {
+    a.name: a
+    for a in (
+        Arm(
+            STANDARD,
+            "standard",
+            WHOLE_MODEL,
+            ("source", "finetune"),
+            ("source", "model"),
+            STANDARD,
+            label=STANDARD,
+            pinned=frozenset({"adapt.depth"}),
+        ),
+        Arm(
+            "minijoint",
+            "MiniJoint",
+            "embeddings relearned through a mini-model (the first k layers and a second MLM "
+            "head trained jointly with the model), then plugged into the full model",
+            ("source", "finetune"),
+            ("source", "mini"),
+            "standard-through-joint",
+            one_off=second_head_flops,
+            joint=True,
+        ),
+        Arm(
+            "minipost",
+            "MiniPost",
+            "embeddings relearned through a mini-model (the first k layers, frozen, with a new "
+            "top aligned on English), then plugged into the full model",
+            ("source", "align", "finetune"),
+            ("align", "mini"),
+            STANDARD,
+            one_off=alignment_flops,
+        ),
+        Arm(
+            "standard-through-joint",
+            "standard through MiniJoint's model",
+            WHOLE_MODEL,
+            ("source", "finetune"),
+            ("source", "model"),
+            "standard-through-joint",
+            label="standard (joint k={depth})",
+            joint=True,
+            borrows="minijoint",
+            variant_of=STANDARD,
+        ),
+    )
+}
 
 
 def get(cfg: dict) -> Arm:

@@ -8,6 +8,7 @@ sweeps sharing one cache never compute the same entry at once: the second waits,
 first published. The temporary folder keeps its name, so a killed builder's checkpoints are found by
 the next one. Under torch.distributed every rank computes, rank 0 holds the lock, decides and writes.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -45,8 +46,10 @@ def valid(entry: str | Path) -> bool:
         if _verified.get(manifest) == stamp:
             return True
         files = json.loads(manifest.read_text())
-        ok = all((Path(entry) / name).stat().st_size == size and file_sha256(Path(entry) / name) == digest
-                 for name, (size, digest) in files.items())
+        ok = all(
+            (Path(entry) / name).stat().st_size == size and file_sha256(Path(entry) / name) == digest
+            for name, (size, digest) in files.items()
+        )
     except (OSError, ValueError, TypeError):
         return False
     if ok:
@@ -91,6 +94,7 @@ def token_blocks(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: 
     def compute(tmp: Path) -> None:
         if distributed()[0] == 0:
             save_file({"blocks": pack(tokenizer(texts, truncation=False)["input_ids"], seq_len)}, tmp / "blocks.safetensors")
+
     build(entry, compute)
     return load_file(entry / "blocks.safetensors")["blocks"]
 
@@ -106,8 +110,7 @@ def text_digest(texts: list[str]) -> str:
 def _publish(tmp: Path, entry: Path) -> None:
     """Checksum every file of tmp into its manifest (written last), then rename tmp to entry."""
     (tmp / MANIFEST).unlink(missing_ok=True)
-    files = {str(p.relative_to(tmp)): [p.stat().st_size, file_sha256(p)]
-             for p in sorted(tmp.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(tmp)): [p.stat().st_size, file_sha256(p)] for p in sorted(tmp.rglob("*")) if p.is_file()}
     (tmp / MANIFEST).write_text(json.dumps(files, indent=1))
     _fsync_tree(tmp)
     shutil.rmtree(entry, ignore_errors=True)  # a damaged entry found invalid above

@@ -6,6 +6,7 @@ config.json and file names (no weights loaded), a corpus is read only until it i
 vocabulary asked of it, and hub datasets are not downloaded. A problem is one ValueError line (ModelError,
 DataError, or ResourceError) that the caller prefixes with the spec key it came from.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,20 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.b
 # Hub models of the supported families, with their depth, known without asking the hub: a spec that
 # names one validates offline (as sweeps/paper.yaml must), and its depths are checked against it.
 HUB_LAYERS = {
-    "roberta-base": 12, "FacebookAI/roberta-base": 12, "roberta-large": 24, "FacebookAI/roberta-large": 24,
-    "xlm-roberta-base": 12, "FacebookAI/xlm-roberta-base": 12, "xlm-roberta-large": 24, "FacebookAI/xlm-roberta-large": 24,
-    "bert-base-cased": 12, "google-bert/bert-base-cased": 12, "bert-base-uncased": 12, "google-bert/bert-base-uncased": 12,
-    "bert-base-multilingual-cased": 12, "google-bert/bert-base-multilingual-cased": 12,
+    "roberta-base": 12,
+    "FacebookAI/roberta-base": 12,
+    "roberta-large": 24,
+    "FacebookAI/roberta-large": 24,
+    "xlm-roberta-base": 12,
+    "FacebookAI/xlm-roberta-base": 12,
+    "xlm-roberta-large": 24,
+    "FacebookAI/xlm-roberta-large": 24,
+    "bert-base-cased": 12,
+    "google-bert/bert-base-cased": 12,
+    "bert-base-uncased": 12,
+    "google-bert/bert-base-uncased": 12,
+    "bert-base-multilingual-cased": 12,
+    "google-bert/bert-base-multilingual-cased": 12,
 }
 # Token slots every tokenizer has beyond what the corpus teaches it: specials and a byte-level alphabet.
 FIXED_TOKENS = 256 + 16
@@ -41,6 +52,7 @@ class ResourceError(UserError):
 
 
 # --- models ------------------------------------------------------------------------------------
+
 
 def model_config(name: str) -> dict | None:
     """The config.json of a model name, or None for `scratch` and for a hub model known only by name.
@@ -74,8 +86,10 @@ def model_config(name: str) -> dict | None:
             raise ModelError(f"{name} is not a local folder and not a model on the Hugging Face hub") from None
         except Exception:  # noqa: BLE001 - any network failure means: cannot tell, as offline
             pass
-    raise ModelError(f"{name} is not a local folder, not in the Hugging Face cache, and the hub cannot be asked "
-                     "(offline); download it first (hf download NAME) or name a folder")
+    raise ModelError(
+        f"{name} is not a local folder, not in the Hugging Face cache, and the hub cannot be asked "
+        "(offline); download it first (hf download NAME) or name a folder"
+    )
 
 
 def _folder_config(name: str, folder: Path) -> dict:
@@ -89,12 +103,14 @@ def _folder_config(name: str, folder: Path) -> dict:
     if cfg.get("model_type") not in FAMILIES:
         raise ModelError(f"{name} is a {cfg.get('model_type')!r} model; supported masked LMs: {', '.join(FAMILIES)}")
     if not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelError(f"{name} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
-                         "save it beside the model (tokenizer.save_pretrained)")
+        raise ModelError(
+            f"{name} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save it beside the model (tokenizer.save_pretrained)"
+        )
     return cfg
 
 
 # --- data --------------------------------------------------------------------------------------
+
 
 def check_corpus(source: str, language: str, max_docs: int, vocab_size: int) -> None:
     """A local or bundled corpus must exist, hold text, and be able to yield `vocab_size` tokens.
@@ -118,9 +134,11 @@ def check_corpus(source: str, language: str, max_docs: int, vocab_size: int) -> 
                 bound += len(word) - 1 + len(new)
         if bound >= vocab_size:
             return
-    raise VocabError(f"{vocab_size} tokens are more than the {language} corpus {source} can yield "
-                         f"(at most {bound} from its {len(words)} distinct words in {docs} documents); "
-                         "lower it or give more text")
+    raise VocabError(
+        f"{vocab_size} tokens are more than the {language} corpus {source} can yield "
+        f"(at most {bound} from its {len(words)} distinct words in {docs} documents); "
+        "lower it or give more text"
+    )
 
 
 def check_task(source: str, languages: Iterable[str]) -> None:
@@ -137,6 +155,7 @@ def check_task(source: str, languages: Iterable[str]) -> None:
 
 # --- resources ---------------------------------------------------------------------------------
 
+
 def machine_resources() -> list[dict[str, float]]:
     """This machine as one node: its CPUs (those this process may use) and CUDA GPUs."""
     import torch
@@ -145,8 +164,7 @@ def machine_resources() -> list[dict[str, float]]:
     return [{"CPU": float(cpus), "GPU": float(torch.cuda.device_count())}]
 
 
-def check_resources(resources: dict, stages: dict, nodes: list[dict[str, float]] | None, where: str,
-                    hint: str = "") -> None:
+def check_resources(resources: dict, stages: dict, nodes: list[dict[str, float]] | None, where: str, hint: str = "") -> None:
     """What a trial and a shared-stage job ask for must fit the nodes: each trial (its own process and
     each of its Train workers) and each stage worker on some node, and a whole trial or stage job in
     the cluster at once. Ray would otherwise wait forever for resources that never come."""
@@ -155,22 +173,28 @@ def check_resources(resources: dict, stages: dict, nodes: list[dict[str, float]]
     most = {k: max(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
     total = {k: sum(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
     offer = f"{where} has {_amount(total)}" + (f", at most {_amount(most)} on one node" if len(nodes) > 1 else "")
-    asks = [("resources.cpus", resources["cpus"], "CPU", 1), ("resources.gpus", resources["gpus"], "GPU", 1),
-            ("resources.cpus_per_worker", resources["cpus_per_worker"], "CPU", resources["workers"]),
-            ("resources.gpus_per_worker", resources["gpus_per_worker"], "GPU", resources["workers"]),
-            ("stages.cpus_per_worker", stages["cpus_per_worker"], "CPU", stages["workers"]),
-            ("stages.gpus_per_worker", stages["gpus_per_worker"], "GPU", stages["workers"])]
+    asks = [
+        ("resources.cpus", resources["cpus"], "CPU", 1),
+        ("resources.gpus", resources["gpus"], "GPU", 1),
+        ("resources.cpus_per_worker", resources["cpus_per_worker"], "CPU", resources["workers"]),
+        ("resources.gpus_per_worker", resources["gpus_per_worker"], "GPU", resources["workers"]),
+        ("stages.cpus_per_worker", stages["cpus_per_worker"], "CPU", stages["workers"]),
+        ("stages.gpus_per_worker", stages["gpus_per_worker"], "GPU", stages["workers"]),
+    ]
     for key, amount, kind, count in asks:
         if count and amount > most[kind]:
             raise ResourceError(f"{key}: {amount:g} {kind} on one node, but {offer}{hint}")
-    trial = {k: (resources["cpus"] if k == "CPU" else resources["gpus"]) + resources["workers"] *
-             resources[f"{k.lower()}s_per_worker"] for k in ("CPU", "GPU")}
+    trial = {
+        k: (resources["cpus"] if k == "CPU" else resources["gpus"]) + resources["workers"] * resources[f"{k.lower()}s_per_worker"]
+        for k in ("CPU", "GPU")
+    }
     stage = {k: stages["workers"] * stages[f"{k.lower()}s_per_worker"] for k in ("CPU", "GPU")}
     for key, need in (("resources", trial), ("stages", stage)):
         for kind in ("CPU", "GPU"):
             if need[kind] > total[kind] + 1e-9:
-                raise ResourceError(f"{key}: one {'trial' if key == 'resources' else 'stage job'} needs "
-                                    f"{need[kind]:g} {kind} in all, but {offer}{hint}")
+                raise ResourceError(
+                    f"{key}: one {'trial' if key == 'resources' else 'stage job'} needs {need[kind]:g} {kind} in all, but {offer}{hint}"
+                )
 
 
 def _amount(resources: dict[str, float]) -> str:

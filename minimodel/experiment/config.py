@@ -6,6 +6,7 @@ dotted paths into it (e.g. `adapt.depth`). The config's one home: its defaults, 
 numbers (RANGES) and the values of its strings (ENUMS; adapt.method's are the arms of minimodel.experiment.arms),
 and the dotted-key helpers (flatten, get_dotted, set_dotted) every layer uses.
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,8 +43,7 @@ DEFAULTS: dict[str, Any] = {
     # restore (head_steps with only the MLM head trainable, then `steps` of the whole model); 0 and 0
     # = use the checkpoint as it is. MiniJoint adds a second head at adapt.depth and trains both
     # with loss = full + joint_weight * mini.
-    "pretrain": {"head_steps": 0, "steps": 0, "lr": 5e-4, "batch_size": 32, "warmup": 0.06, "joint_weight": 1.0,
-                 "eval_every": 0},
+    "pretrain": {"head_steps": 0, "steps": 0, "lr": 5e-4, "batch_size": 32, "warmup": 0.06, "joint_weight": 1.0, "eval_every": 0},
     "data": {
         "source_corpus": "bundled:ddtp-topic",
         "task": "bundled:ddtp-topic",
@@ -58,8 +58,7 @@ DEFAULTS: dict[str, Any] = {
     # MiniPost alignment: new top layers over frozen layers[:depth].
     # objective: mlm (the paper's: the new top learns MLM on its own) or distill (it learns to predict
     # what the big model predicts, at the masked positions).
-    "align": {"steps": 300, "lr": 3e-4, "batch_size": 32, "layers": 1, "init": "copy", "warmup": 0.06,
-              "objective": "mlm"},
+    "align": {"steps": 300, "lr": 3e-4, "batch_size": 32, "layers": 1, "init": "copy", "warmup": 0.06, "objective": "mlm"},
     # The trial proper: relearn one language's embeddings with one method through one depth.
     "adapt": {
         "language": "de",
@@ -91,29 +90,57 @@ DEFAULTS: dict[str, Any] = {
 
 
 # Keys of older versions, and what replaced them: named in the error instead of "unknown key".
-RETIRED = {"adapt.through_joint": "MiniJoint's baseline is the arm adapt.method: standard-through-joint "
-                                  "(a spec adds it with joint_baseline: true)"}
+RETIRED = {
+    "adapt.through_joint": "MiniJoint's baseline is the arm adapt.method: standard-through-joint (a spec adds it with joint_baseline: true)"
+}
 
 
 # Ranges of the trial config's numbers: (lowest, highest, whether the lowest itself is allowed). A value
 # outside would fail (or silently do nothing) only once a stage or trial runs.
 STEPS, RATE, COUNT, FRACTION = (0, None, True), (0, None, False), (1, None, True), (0, 1, True)
 RANGES = {
-    "seed": STEPS, "model.hidden": COUNT, "model.layers": COUNT, "model.heads": COUNT, "model.ffn": COUNT,
-    "model.vocab_size": COUNT, "model.max_len": COUNT,
-    "pretrain.head_steps": STEPS, "pretrain.steps": STEPS, "pretrain.lr": RATE, "pretrain.batch_size": COUNT,
-    "pretrain.warmup": FRACTION, "pretrain.joint_weight": STEPS, "pretrain.eval_every": STEPS,
-    "data.seq_len": (8, None, True), "data.max_docs": COUNT, "data.max_eval": STEPS, "data.max_test": STEPS,
-    "finetune.steps": COUNT, "finetune.lr": RATE, "finetune.batch_size": COUNT, "finetune.warmup": FRACTION,
-    "align.steps": COUNT, "align.lr": RATE, "align.batch_size": COUNT, "align.layers": COUNT, "align.warmup": FRACTION,
-    "adapt.vocab_size": (100, None, True), "adapt.lr": RATE, "adapt.steps": COUNT, "adapt.batch_size": COUNT,
-    "adapt.warmup": FRACTION, "adapt.eval_every": COUNT, "adapt.seed": STEPS, "adapt.init_scale": RATE,
+    "seed": STEPS,
+    "model.hidden": COUNT,
+    "model.layers": COUNT,
+    "model.heads": COUNT,
+    "model.ffn": COUNT,
+    "model.vocab_size": COUNT,
+    "model.max_len": COUNT,
+    "pretrain.head_steps": STEPS,
+    "pretrain.steps": STEPS,
+    "pretrain.lr": RATE,
+    "pretrain.batch_size": COUNT,
+    "pretrain.warmup": FRACTION,
+    "pretrain.joint_weight": STEPS,
+    "pretrain.eval_every": STEPS,
+    "data.seq_len": (8, None, True),
+    "data.max_docs": COUNT,
+    "data.max_eval": STEPS,
+    "data.max_test": STEPS,
+    "finetune.steps": COUNT,
+    "finetune.lr": RATE,
+    "finetune.batch_size": COUNT,
+    "finetune.warmup": FRACTION,
+    "align.steps": COUNT,
+    "align.lr": RATE,
+    "align.batch_size": COUNT,
+    "align.layers": COUNT,
+    "align.warmup": FRACTION,
+    "adapt.vocab_size": (100, None, True),
+    "adapt.lr": RATE,
+    "adapt.steps": COUNT,
+    "adapt.batch_size": COUNT,
+    "adapt.warmup": FRACTION,
+    "adapt.eval_every": COUNT,
+    "adapt.seed": STEPS,
+    "adapt.init_scale": RATE,
     "adapt.mask_rate": (0, 1, False),
-    "fasttext.dim": COUNT, "fasttext.epochs": COUNT, "fasttext.min_count": COUNT,
+    "fasttext.dim": COUNT,
+    "fasttext.epochs": COUNT,
+    "fasttext.min_count": COUNT,
 }
 # The values a string key may take (adapt.method: the arms of minimodel.experiment.arms).
-ENUMS = {"precision": PRECISIONS, "adapt.init": INITS, "align.objective": ("mlm", "distill"),
-         "align.init": ("copy", "random")}
+ENUMS = {"precision": PRECISIONS, "adapt.init": INITS, "align.objective": ("mlm", "distill"), "align.init": ("copy", "random")}
 
 
 class ConfigError(UserError):

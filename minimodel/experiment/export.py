@@ -6,6 +6,7 @@ trial.json (the trial config and its results); on request also the full masked L
 embeddings (mlm/). It loads with AutoModelFor...from_pretrained and transformers.pipeline, with no
 minimodel import: only standard architectures and safetensors are written.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,18 +23,26 @@ from minimodel.text.data import DataError
 from minimodel.method.embeddings import splice
 from minimodel.method.models import ModelError
 
-CLASSIFIER_USE = ['from transformers import pipeline', '', 'classify = pipeline("text-classification", model="THIS_FOLDER")',
-                  'classify("some text")']
+CLASSIFIER_USE = [
+    "from transformers import pipeline",
+    "",
+    'classify = pipeline("text-classification", model="THIS_FOLDER")',
+    'classify("some text")',
+]
 # transformers 5 has no question-answering pipeline: the best span of one window, by hand.
-QA_USE = ['import torch', 'from transformers import AutoModelForQuestionAnswering, AutoTokenizer', '',
-          'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")',
-          'model = AutoModelForQuestionAnswering.from_pretrained("THIS_FOLDER")',
-          'enc = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True, return_tensors="pt")',
-          'offsets, context_tokens = enc.pop("offset_mapping")[0], torch.tensor([s == 1 for s in enc.sequence_ids()])',
-          'out = model(**enc)',
-          'start = out.start_logits[0].masked_fill(~context_tokens, -1e9).argmax()',
-          'end = start + out.end_logits[0, start:start + 30].masked_fill(~context_tokens[start:start + 30], -1e9).argmax()',
-          'answer = context[offsets[start][0]:offsets[end][1]]']
+QA_USE = [
+    "import torch",
+    "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+    "",
+    'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")',
+    'model = AutoModelForQuestionAnswering.from_pretrained("THIS_FOLDER")',
+    'enc = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True, return_tensors="pt")',
+    'offsets, context_tokens = enc.pop("offset_mapping")[0], torch.tensor([s == 1 for s in enc.sequence_ids()])',
+    "out = model(**enc)",
+    "start = out.start_logits[0].masked_fill(~context_tokens, -1e9).argmax()",
+    "end = start + out.end_logits[0, start:start + 30].masked_fill(~context_tokens[start:start + 30], -1e9).argmax()",
+    "answer = context[offsets[start][0]:offsets[end][1]]",
+]
 
 
 def export(cfg: dict, cache_dir: str | Path, out: str | Path, *, mlm: bool = False, run_id: str | None = None) -> Path:
@@ -42,8 +51,10 @@ def export(cfg: dict, cache_dir: str | Path, out: str | Path, *, mlm: bool = Fal
     out, adapt = Path(out), pipeline.stage_dir("adapt", cfg, cache_dir)
     a = cfg["adapt"]
     if not (adapt / "stats.json").exists():
-        raise ModelError(f"no finished trial {arms.arm(cfg)} {a['language']} seed {a['seed']} in {cache_dir} "
-                         f"(adapt key {pipeline.stage_keys(cfg)['adapt']}): run it first (minimodel trial or sweep)")
+        raise ModelError(
+            f"no finished trial {arms.arm(cfg)} {a['language']} seed {a['seed']} in {cache_dir} "
+            f"(adapt key {pipeline.stage_keys(cfg)['adapt']}): run it first (minimodel trial or sweep)"
+        )
     if out.exists() and not (out / "trial.json").exists():
         raise ModelError(f"{out}: exists and is not a minimodel export; choose another --out")
     stats = json.loads((adapt / "stats.json").read_text())
@@ -81,38 +92,59 @@ def model_card(cfg: dict, task: ModuleType, results: dict, cache_dir: str | Path
     a, d, m = cfg["adapt"], cfg["data"], cfg["model"]
     kind = "question-answering" if task is qa else "text-classification"
     metric_names = {"accuracy": "F1" if task is qa else "accuracy", "macro_f1": "macro-F1", "exact_match": "exact match"}
-    rows = [f"| {metric_names[k]} | {results[k]:.4f} | {results[f'test_{k}']:.4f} | {results[f'english_{k}']:.4f} |"
-            for k in task.METRICS]
-    finetune, source = (json.loads((pipeline.stage_dir(s, cfg, cache_dir) / "stats.json").read_text())
-                        for s in ("finetune", "source"))
+    rows = [f"| {metric_names[k]} | {results[k]:.4f} | {results[f'test_{k}']:.4f} | {results[f'english_{k}']:.4f} |" for k in task.METRICS]
+    finetune, source = (json.loads((pipeline.stage_dir(s, cfg, cache_dir) / "stats.json").read_text()) for s in ("finetune", "source"))
     depth = "the full model" if arms.get(cfg).full_model else f"k = {a['depth']} of the model's layers"
     lines = [
-        "---", f"language: {a['language']}", "library_name: transformers", f"pipeline_tag: {kind}",
-        f"tags: [minimodel, mini-model-adaptation, {a['method']}]", "---", "",
-        f"# {m['name']} adapted to `{a['language']}` ({arms.arm(cfg)}), {kind}", "",
+        "---",
+        f"language: {a['language']}",
+        "library_name: transformers",
+        f"pipeline_tag: {kind}",
+        f"tags: [minimodel, mini-model-adaptation, {a['method']}]",
+        "---",
+        "",
+        f"# {m['name']} adapted to `{a['language']}` ({arms.arm(cfg)}), {kind}",
+        "",
         f"Made with minimodel (mini-model adaptation, Marchisio et al. 2023): {arms.get(cfg).summary}. "
         f"Depth: {depth}. The task model was fine-tuned on English with its word embeddings frozen, then given "
         f"this language's tokenizer ({results['vocab_size']} tokens, init `{a['init']}`, "
         f"{results['overlap_tokens']} tokens shared with the source vocabulary) and embeddings: its scores "
-        "below are zero-shot.", "",
-        "## Zero-shot scores", "",
+        "below are zero-shot.",
+        "",
+        "## Zero-shot scores",
+        "",
         f"| metric | dev ({results['dev_items']} items) | test ({results['test_items']} items) | English test |",
-        "| --- | --- | --- | --- |", *rows, "",
-        "## Compute", "",
-        "| stage | FLOPs | tokens | seconds |", "| --- | --- | --- | --- |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+        "## Compute",
+        "",
+        "| stage | FLOPs | tokens | seconds |",
+        "| --- | --- | --- | --- |",
         f"| adaptation ({a['steps']} steps, lr {a['lr']:g}) | {results['flops']:.3g} | {results['tokens']} | {results['wall_s']:.0f} |",
         f"| one-off (MiniPost alignment or MiniJoint's second head) | {results['one_off_flops']:.3g} | | |",
         f"| English fine-tune (shared by every language) | {finetune['flops']:.3g} | {finetune['tokens']} | {finetune['wall_s']:.0f} |",
-        f"| source model pretraining (shared) | {source['flops']:.3g} | {source['tokens']} | {source['wall_s']:.0f} |", "",
-        "FLOPs are counted by torch on real training steps.", "",
-        "## Data", "",
+        f"| source model pretraining (shared) | {source['flops']:.3g} | {source['tokens']} | {source['wall_s']:.0f} |",
+        "",
+        "FLOPs are counted by torch on real training steps.",
+        "",
+        "## Data",
+        "",
         f"- task: `{d['task']}` (English train/dev/test; `{a['language']}` dev/test), sequence length {d['seq_len']}",
         f"- source-language corpus: `{d['source_corpus']}`; target corpus: `{d['target_corpus']}` "
-        f"(`{a['language']}`, at most {d['max_docs']} documents)", "",
-        "## Use", "", "```python", *(QA_USE if task is qa else CLASSIFIER_USE), "```", "",
+        f"(`{a['language']}`, at most {d['max_docs']} documents)",
+        "",
+        "## Use",
+        "",
+        "```python",
+        *(QA_USE if task is qa else CLASSIFIER_USE),
+        "```",
+        "",
         "or `minimodel predict THIS_FOLDER` (JSONL in and out)."
-        + (" `mlm/` holds the full masked LM with the same embeddings (`fill-mask`)." if mlm else ""), "",
-        "## Provenance", "",
+        + (" `mlm/` holds the full masked LM with the same embeddings (`fill-mask`)." if mlm else ""),
+        "",
+        "## Provenance",
+        "",
         f"- trial: adapt cache key `{pipeline.stage_keys(cfg)['adapt']}`, seed {a['seed']}; its whole config is in trial.json",
     ]
     if run_id:

@@ -34,6 +34,7 @@ embeddings and see the same data, so the seed is the unit that pairs them.
    target, against the baseline's, and the break-even from the savings measured on those languages;
    and the pooled compute ratio over them (stratified by language; only where every language reads one).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,23 +53,93 @@ RISE_LEVEL = 0.025
 GROUP = ["language", "condition"]
 FAMILIES = {"cheaper": CHEAPER_LEVEL, "matches_dev": MATCH_LEVEL, "matches_test": MATCH_LEVEL}
 SUMMARY_COLUMNS = [
-    "language", "condition", "arm", "method", "depth", "baseline", "config", "seeds", "pairs", "reached",
-    "step0_accuracy", "final_accuracy", "final_accuracy_lo", "final_accuracy_hi", "best_accuracy",
-    "plateau", "target", "flops_to_target", "compute_to_match", "compute_to_match_lo",
-    "compute_to_match_hi", "compute_to_match_censored", "cheaper_p", "cheaper_p_holm", "cheaper",
-    "matches_dev_diff", "matches_dev_lo", "matches_dev_hi", "matches_dev_p", "matches_dev_p_holm", "matches_dev",
-    "matches_test_diff", "matches_test_lo", "matches_test_hi", "matches_test_p", "matches_test_p_holm",
-    "matches_test", "comparisons", "baseline_rise", "baseline_rise_p",
-    "vs_standard", "vs_standard_lo", "vs_standard_hi", "vs_standard_censored", "test_at_target",
-    "test_at_target_lo", "test_at_target_hi", "final_test_accuracy", "shortfall", "english_accuracy",
-    "majority_accuracy", "dev_items", "dev_standard_error", "one_off_flops", "languages", "total_flops",
-    "baseline_total_flops", "total_ratio", "break_even_languages", "pooled_ratio", "pooled_lo", "pooled_hi",
-    "pooled_censored", "note",
+    "language",
+    "condition",
+    "arm",
+    "method",
+    "depth",
+    "baseline",
+    "config",
+    "seeds",
+    "pairs",
+    "reached",
+    "step0_accuracy",
+    "final_accuracy",
+    "final_accuracy_lo",
+    "final_accuracy_hi",
+    "best_accuracy",
+    "plateau",
+    "target",
+    "flops_to_target",
+    "compute_to_match",
+    "compute_to_match_lo",
+    "compute_to_match_hi",
+    "compute_to_match_censored",
+    "cheaper_p",
+    "cheaper_p_holm",
+    "cheaper",
+    "matches_dev_diff",
+    "matches_dev_lo",
+    "matches_dev_hi",
+    "matches_dev_p",
+    "matches_dev_p_holm",
+    "matches_dev",
+    "matches_test_diff",
+    "matches_test_lo",
+    "matches_test_hi",
+    "matches_test_p",
+    "matches_test_p_holm",
+    "matches_test",
+    "comparisons",
+    "baseline_rise",
+    "baseline_rise_p",
+    "vs_standard",
+    "vs_standard_lo",
+    "vs_standard_hi",
+    "vs_standard_censored",
+    "test_at_target",
+    "test_at_target_lo",
+    "test_at_target_hi",
+    "final_test_accuracy",
+    "shortfall",
+    "english_accuracy",
+    "majority_accuracy",
+    "dev_items",
+    "dev_standard_error",
+    "one_off_flops",
+    "languages",
+    "total_flops",
+    "baseline_total_flops",
+    "total_ratio",
+    "break_even_languages",
+    "pooled_ratio",
+    "pooled_lo",
+    "pooled_hi",
+    "pooled_censored",
+    "note",
 ]
 CURVE_COLUMNS = ["language", "condition", "arm", "config", "flops", "accuracy", "lo", "hi", "seeds"]
-EVALUATION_COLUMNS = ["run_id", "language", "condition", "arm", "method", "depth", "baseline", "seed", "config",
-                      "status", "stopped", "step", "flops", "accuracy", "test_accuracy", "dev_items",
-                      "english_accuracy", "majority_accuracy", "one_off_flops"]
+EVALUATION_COLUMNS = [
+    "run_id",
+    "language",
+    "condition",
+    "arm",
+    "method",
+    "depth",
+    "baseline",
+    "seed",
+    "config",
+    "status",
+    "stopped",
+    "step",
+    "flops",
+    "accuracy",
+    "test_accuracy",
+    "dev_items",
+    "english_accuracy",
+    "majority_accuracy",
+    "one_off_flops",
+]
 REQUIRED = ["run_id", "language", "arm", "baseline", "seed", "step", "flops", "accuracy"]
 _OPTIONAL = ["test_accuracy", "english_accuracy", "majority_accuracy", "one_off_flops", "dev_items"]
 NAN = float("nan")
@@ -77,6 +148,7 @@ NAN = float("nan")
 @dataclass(frozen=True)
 class Arm:
     """One arm's chosen config and the dev/test curves of its seeds (in step order)."""
+
     first: pd.Series  # an evaluation row: language, condition, arm, method, depth, baseline
     config: str
     curves: list[pd.DataFrame]
@@ -87,6 +159,7 @@ class Arm:
 @dataclass(frozen=True)
 class Ratio:
     """Baseline FLOPs over arm FLOPs to one target, over the seeds both ran (see module step 4)."""
+
     ratio: float = NAN  # geometric mean over seeds
     lo: float = NAN
     hi: float = NAN
@@ -100,6 +173,7 @@ class Ratio:
 @dataclass(frozen=True)
 class Difference:
     """Mean paired difference (arm minus baseline) with its 90% interval and TOST p-value."""
+
     mean: float = NAN
     lo: float = NAN
     hi: float = NAN
@@ -109,6 +183,7 @@ class Difference:
 @dataclass(frozen=True)
 class Rise:
     """A baseline's rise over its step-0 accuracy and whether it is more than noise."""
+
     mean: float
     p: float
     real: bool
@@ -149,8 +224,10 @@ def smoothed(flops: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.nd
     if not width:
         return np.array([]), np.array([])
     kernel = np.ones(width) / width
-    return (np.convolve(np.asarray(flops, dtype=float), kernel, mode="valid"),
-            np.convolve(np.asarray(accuracy, dtype=float), kernel, mode="valid"))
+    return (
+        np.convolve(np.asarray(flops, dtype=float), kernel, mode="valid"),
+        np.convolve(np.asarray(accuracy, dtype=float), kernel, mode="valid"),
+    )
 
 
 def plateau(accuracy: np.ndarray) -> float:
@@ -179,8 +256,9 @@ def paired_ratio(reference: np.ndarray, arm: np.ndarray) -> Ratio:
     if not len(reference) or np.isnan(reference).any() or np.isnan(arm).any():
         return Ratio(pairs=len(reference))
     if (reference <= 0).any() or (arm <= 0).any():  # a window of 0-FLOPs evaluations: no log ratio
-        return Ratio(pairs=len(reference), note=f"{'baseline' if (reference <= 0).any() else 'arm'} at target "
-                     "before any adaptation compute")
+        return Ratio(
+            pairs=len(reference), note=f"{'baseline' if (reference <= 0).any() else 'arm'} at target before any adaptation compute"
+        )
     logs = np.log(reference / arm)
     n, mean = len(logs), float(logs.mean())
     if n < 2:
@@ -189,8 +267,14 @@ def paired_ratio(reference: np.ndarray, arm: np.ndarray) -> Ratio:
     if se == 0:  # identical seeds: no spread to test against
         return Ratio(*[float(np.exp(mean))] * 3, p=float(mean <= 0), pairs=n, logs=tuple(logs))
     half = scipy.stats.t.ppf(0.975, n - 1) * se
-    return Ratio(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)),
-                 float(scipy.stats.t.sf(mean / se, n - 1)), n, logs=tuple(logs))
+    return Ratio(
+        float(np.exp(mean)),
+        float(np.exp(mean - half)),
+        float(np.exp(mean + half)),
+        float(scipy.stats.t.sf(mean / se, n - 1)),
+        n,
+        logs=tuple(logs),
+    )
 
 
 def pooled(strata: list[tuple[float, ...]]) -> Ratio:
@@ -204,10 +288,15 @@ def pooled(strata: list[tuple[float, ...]]) -> Ratio:
     mean, se = float(means.mean()), float(np.sqrt(parts.sum()))
     if se == 0:
         return Ratio(*[float(np.exp(mean))] * 3, p=float(mean <= 0), pairs=sum(map(len, strata)))
-    df = parts.sum() ** 2 / sum(w ** 2 / (len(s) - 1) for w, s in zip(parts, strata))
+    df = parts.sum() ** 2 / sum(w**2 / (len(s) - 1) for w, s in zip(parts, strata))
     half = scipy.stats.t.ppf(0.975, df) * se
-    return Ratio(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)),
-                 float(scipy.stats.t.sf(mean / se, df)), sum(map(len, strata)))
+    return Ratio(
+        float(np.exp(mean)),
+        float(np.exp(mean - half)),
+        float(np.exp(mean + half)),
+        float(scipy.stats.t.sf(mean / se, df)),
+        sum(map(len, strata)),
+    )
 
 
 def equivalence(differences: np.ndarray, margin: float) -> Difference:
@@ -242,8 +331,7 @@ def _choose(points: pd.DataFrame) -> Arm:
     """The config with the best mean plateau over its seeds (ties: first config string) and its seeds.
 
     `points` are one arm's evaluations with a dev accuracy."""
-    runs = {run_id: run.sort_values(["step", "flops"], kind="stable")
-            for run_id, run in points.groupby("run_id", sort=True)}
+    runs = {run_id: run.sort_values(["step", "flops"], kind="stable") for run_id, run in points.groupby("run_id", sort=True)}
     plateaus = {run_id: plateau(curve["accuracy"].to_numpy()) for run_id, curve in runs.items()}
     configs: dict[str, list] = {}
     for run_id, curve in runs.items():
@@ -251,8 +339,13 @@ def _choose(points: pd.DataFrame) -> Arm:
     score = {config: np.mean([plateaus[r] for r in ids]) for config, ids in configs.items()}
     config = min(score, key=lambda c: (-score[c], c))
     ids = sorted(configs[config], key=lambda r: (int(runs[r]["seed"].iloc[0]), r))  # by seed value
-    return Arm(runs[ids[0]].iloc[0], config, [runs[r] for r in ids], np.array([plateaus[r] for r in ids]),
-               np.array([int(runs[r]["seed"].iloc[0]) for r in ids]))
+    return Arm(
+        runs[ids[0]].iloc[0],
+        config,
+        [runs[r] for r in ids],
+        np.array([plateaus[r] for r in ids]),
+        np.array([int(runs[r]["seed"].iloc[0]) for r in ids]),
+    )
 
 
 def chosen_arms(table: pd.DataFrame) -> dict[tuple[str, str, str], Arm]:
@@ -288,8 +381,9 @@ def evaluations(table: pd.DataFrame) -> pd.DataFrame:
     for column in ("status", "stopped"):
         if column not in table:
             table[column] = ""
-    return table[EVALUATION_COLUMNS].sort_values(["language", "condition", "arm", "seed", "run_id", "step"],
-                                                 kind="stable", ignore_index=True)
+    return table[EVALUATION_COLUMNS].sort_values(
+        ["language", "condition", "arm", "seed", "run_id", "step"], kind="stable", ignore_index=True
+    )
 
 
 def _test_at(curve: pd.DataFrame, flops: float) -> float:
@@ -305,8 +399,7 @@ def _test_at(curve: pd.DataFrame, flops: float) -> float:
 
 def _flops_all(arm: Arm, target: float) -> np.ndarray:
     """Each seed's FLOPs to the target (NaN where never reached)."""
-    return np.array([flops_to(c["flops"].to_numpy(dtype=float), c["accuracy"].to_numpy(), target)
-                     for c in arm.curves])
+    return np.array([flops_to(c["flops"].to_numpy(dtype=float), c["accuracy"].to_numpy(), target) for c in arm.curves])
 
 
 def _by_seed(arm: Arm, values: np.ndarray) -> dict[int, float]:
@@ -359,8 +452,15 @@ def rise(arm: Arm, dev_items: float) -> Rise:
     noise = RISE_STANDARD_ERRORS * float(np.sqrt(start.mean() * (1 - start.mean()) / dev_items))
     if mean < noise:  # never when the dev-set size is unknown
         why.append(f"under {RISE_STANDARD_ERRORS:g} standard errors of a dev evaluation ({100 * noise:.1f})")
-    note = (f"{arm.first['arm']} rises {100 * mean:.1f} points (last {SMOOTH_WINDOW} evaluations over step 0), "
-            + " and ".join(why) + ": no ratio to read") if why else ""
+    note = (
+        (
+            f"{arm.first['arm']} rises {100 * mean:.1f} points (last {SMOOTH_WINDOW} evaluations over step 0), "
+            + " and ".join(why)
+            + ": no ratio to read"
+        )
+        if why
+        else ""
+    )
     return Rise(mean, p, not why, note)
 
 
@@ -375,13 +475,11 @@ def _final_test(arm: Arm) -> np.ndarray:
     return np.array([_test_at(c, NAN) for c in arm.curves])
 
 
-def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standard_target: float,
-         tolerance: float) -> dict:
+def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standard_target: float, tolerance: float) -> dict:
     """One summary row: the arm's curves measured against its baseline's target (and plain standard's)."""
     first = arm.first
     chosen = pd.concat(arm.curves)
-    per_run = chosen.groupby("run_id", sort=True)[["english_accuracy", "majority_accuracy", "one_off_flops",
-                                                   "dev_items"]].mean().mean()
+    per_run = chosen.groupby("run_id", sort=True)[["english_accuracy", "majority_accuracy", "one_off_flops", "dev_items"]].mean().mean()
     flops = _flops_all(arm, target)
     reached = int(np.isfinite(flops).sum())
     final, final_lo, final_hi = _t_interval([c["accuracy"].iloc[-1] for c in arm.curves])
@@ -416,28 +514,55 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
         vs = Ratio()
     items = per_run["dev_items"]
     return {
-        "language": first["language"], "condition": first["condition"], "arm": first["arm"],
-        "method": first["method"], "depth": first["depth"], "baseline": first["baseline"],
-        "config": arm.config, "seeds": len(arm.curves), "pairs": ratio.pairs if base is not None else 0,
+        "language": first["language"],
+        "condition": first["condition"],
+        "arm": first["arm"],
+        "method": first["method"],
+        "depth": first["depth"],
+        "baseline": first["baseline"],
+        "config": arm.config,
+        "seeds": len(arm.curves),
+        "pairs": ratio.pairs if base is not None else 0,
         "reached": f"{reached}/{len(flops)}" if np.isfinite(target) else "",
         "step0_accuracy": float(np.mean([c["accuracy"].iloc[0] for c in arm.curves])),
-        "final_accuracy": final, "final_accuracy_lo": final_lo, "final_accuracy_hi": final_hi,
+        "final_accuracy": final,
+        "final_accuracy_lo": final_lo,
+        "final_accuracy_hi": final_hi,
         "best_accuracy": float(np.mean([c["accuracy"].max() for c in arm.curves])),
-        "plateau": float(arm.plateaus.mean()), "target": target,
+        "plateau": float(arm.plateaus.mean()),
+        "target": target,
         "flops_to_target": float(flops.mean()) if reached == len(flops) else NAN,
-        "compute_to_match": ratio.ratio, "compute_to_match_lo": ratio.lo, "compute_to_match_hi": ratio.hi,
-        "compute_to_match_censored": ratio.censored, "cheaper_p": NAN if base is arm else ratio.p,
-        "matches_dev_diff": dev.mean, "matches_dev_lo": dev.lo, "matches_dev_hi": dev.hi, "matches_dev_p": dev.p,
-        "matches_test_diff": on_test.mean, "matches_test_lo": on_test.lo, "matches_test_hi": on_test.hi,
-        "matches_test_p": on_test.p, "baseline_rise": base_rise.mean, "baseline_rise_p": base_rise.p,
-        "vs_standard": vs.ratio, "vs_standard_lo": vs.lo, "vs_standard_hi": vs.hi, "vs_standard_censored": vs.censored,
-        "test_at_target": test, "test_at_target_lo": test_lo, "test_at_target_hi": test_hi,
+        "compute_to_match": ratio.ratio,
+        "compute_to_match_lo": ratio.lo,
+        "compute_to_match_hi": ratio.hi,
+        "compute_to_match_censored": ratio.censored,
+        "cheaper_p": NAN if base is arm else ratio.p,
+        "matches_dev_diff": dev.mean,
+        "matches_dev_lo": dev.lo,
+        "matches_dev_hi": dev.hi,
+        "matches_dev_p": dev.p,
+        "matches_test_diff": on_test.mean,
+        "matches_test_lo": on_test.lo,
+        "matches_test_hi": on_test.hi,
+        "matches_test_p": on_test.p,
+        "baseline_rise": base_rise.mean,
+        "baseline_rise_p": base_rise.p,
+        "vs_standard": vs.ratio,
+        "vs_standard_lo": vs.lo,
+        "vs_standard_hi": vs.hi,
+        "vs_standard_censored": vs.censored,
+        "test_at_target": test,
+        "test_at_target_lo": test_lo,
+        "test_at_target_hi": test_hi,
         "final_test_accuracy": float(np.nanmean(_final_test(arm))) if chosen["test_accuracy"].notna().any() else NAN,
         "shortfall": target - float(np.mean([c["accuracy"].max() for c in arm.curves])) if reached < len(flops) else NAN,
-        "english_accuracy": per_run["english_accuracy"], "majority_accuracy": per_run["majority_accuracy"],
-        "dev_items": items, "dev_standard_error": float(np.sqrt(final * (1 - final) / items)) if items > 0 else NAN,
+        "english_accuracy": per_run["english_accuracy"],
+        "majority_accuracy": per_run["majority_accuracy"],
+        "dev_items": items,
+        "dev_standard_error": float(np.sqrt(final * (1 - final) / items)) if items > 0 else NAN,
         "one_off_flops": per_run["one_off_flops"],
-        "_saving": NAN if base is None or not base_rise.real or ratio.censored
+        "_saving": NAN
+        if base is None or not base_rise.real or ratio.censored
         else float(np.mean(np.subtract(*_pairs(base, _flops_all(base, target), arm, flops)))),
         "_base_flops": NAN if base is None or not base_rise.real else float(np.mean(_flops_all(base, target))),
         "_compared": base is not None and base is not arm,
@@ -473,10 +598,28 @@ def _totals(rows: pd.DataFrame) -> pd.DataFrame:
         else:
             even = 0.0 if not one_off else one_off / saving if saving > 0 else np.inf
         both = pooled([logs for logs in group["_logs"]])
-        rows.loc[group.index, ["languages", "total_flops", "baseline_total_flops", "total_ratio", "break_even_languages",
-                               "pooled_ratio", "pooled_lo", "pooled_hi"]] = [
-            len(group), arm_total, base_total, base_total / arm_total if arm_total else NAN, even, both.ratio, both.lo,
-            np.inf if group["compute_to_match_censored"].any() else both.hi]
+        rows.loc[
+            group.index,
+            [
+                "languages",
+                "total_flops",
+                "baseline_total_flops",
+                "total_ratio",
+                "break_even_languages",
+                "pooled_ratio",
+                "pooled_lo",
+                "pooled_hi",
+            ],
+        ] = [
+            len(group),
+            arm_total,
+            base_total,
+            base_total / arm_total if arm_total else NAN,
+            even,
+            both.ratio,
+            both.lo,
+            np.inf if group["compute_to_match_censored"].any() else both.hi,
+        ]
         rows.loc[group.index, "pooled_censored"] = bool(group["compute_to_match_censored"].any())
     return rows
 
@@ -500,8 +643,9 @@ def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataF
         group = {a: other for (lang, cond, a), other in arms.items() if (lang, cond) == (language, condition)}
         targets = {a: float(other.plateaus.mean()) - tolerance for a, other in group.items()}
         baseline = arm.first["baseline"]
-        rows.append(_row(arm, targets.get(baseline, NAN), group.get(baseline), group.get("standard"),
-                         targets.get("standard", NAN), tolerance))
+        rows.append(
+            _row(arm, targets.get(baseline, NAN), group.get(baseline), group.get("standard"), targets.get("standard", NAN), tolerance)
+        )
     result = _totals(_claims(pd.DataFrame(rows)))
     return result[SUMMARY_COLUMNS]
 
@@ -515,8 +659,12 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (language, condition, name), arm in chosen_arms(prepare(table)).items():
         grid = np.unique(np.concatenate([c["flops"].to_numpy(dtype=float) for c in arm.curves]))
-        values = np.array([np.where((grid >= c["flops"].min()) & (grid <= c["flops"].max()),
-                                    np.interp(grid, c["flops"], c["accuracy"]), NAN) for c in arm.curves])
+        values = np.array(
+            [
+                np.where((grid >= c["flops"].min()) & (grid <= c["flops"].max()), np.interp(grid, c["flops"], c["accuracy"]), NAN)
+                for c in arm.curves
+            ]
+        )
         for x, column in zip(grid, values.T):
             mean, lo, hi = _t_interval(column)
             rows.append([language, condition, name, arm.config, x, mean, lo, hi, int(np.isfinite(column).sum())])

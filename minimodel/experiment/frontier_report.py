@@ -2,6 +2,7 @@
 
 frontier.py computes (which config, which target, what ratio); this module only shows it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ def _flops(x: float) -> str:
 def _times(x: float, lo: float, hi: float, censored: bool = False) -> str:
     """A ratio with its interval; small ratios keep two significant digits instead of showing 0.00x;
     a lower bound (baseline seeds counted at their budget) reads >=x [lo, inf]."""
+
     def one(v: float) -> str:
         return "inf" if np.isinf(v) else f"{v:.2f}x" if v >= 0.1 else f"{v:.2g}x"
+
     if np.isnan(x):
         return "-"
     if censored:
@@ -44,8 +47,7 @@ def _match(row: pd.Series) -> str:
     if total and done != total:
         short = f", {100 * row['shortfall']:.1f} points short" if row["shortfall"] > 0 else ""
         return f"not reached in {int(total) - int(done)}/{total} seeds{short}"
-    return _times(row["compute_to_match"], row["compute_to_match_lo"], row["compute_to_match_hi"],
-                  row["compute_to_match_censored"])
+    return _times(row["compute_to_match"], row["compute_to_match_lo"], row["compute_to_match_hi"], row["compute_to_match_censored"])
 
 
 def _verdict(row: pd.Series, family: str) -> str:
@@ -85,35 +87,57 @@ def _header(rows: pd.DataFrame) -> str:
     the notes that hold for all its rows."""
     language, condition = rows.iloc[0][frontier.GROUP]
     targets = rows.drop_duplicates("baseline")
-    text = (f"{language} / {condition or '-'}: ceiling (English) {_span(rows['english_accuracy'])}, "
-            f"floor (majority) {_span(rows['majority_accuracy'])}, target "
-            + ", ".join(f"{_acc(t)} (vs {b})" for b, t in zip(targets["baseline"], targets["target"])))
+    text = (
+        f"{language} / {condition or '-'}: ceiling (English) {_span(rows['english_accuracy'])}, "
+        f"floor (majority) {_span(rows['majority_accuracy'])}, target "
+        + ", ".join(f"{_acc(t)} (vs {b})" for b, t in zip(targets["baseline"], targets["target"]))
+    )
     items = rows["dev_items"].dropna()
     text += f", dev items {int(items.iloc[0])}" if len(items) else ""
     shared = _shared_notes(rows)
     return text + (f"; note: {'; '.join(shared)}" if shared else "")
 
 
-_HEADS = ["arm", "config", "seeds", "dev items", "dev SE", "dev step0 -> final", "test at target", "FLOPs to target",
-          "compute_to_match", "cheaper", "plateau vs baseline (pts)", "final test vs baseline (pts)", "vs standard",
-          "note"]
+_HEADS = [
+    "arm",
+    "config",
+    "seeds",
+    "dev items",
+    "dev SE",
+    "dev step0 -> final",
+    "test at target",
+    "FLOPs to target",
+    "compute_to_match",
+    "cheaper",
+    "plateau vs baseline (pts)",
+    "final test vs baseline (pts)",
+    "vs standard",
+    "note",
+]
 
 
 def _cells(row: pd.Series, shared: list[str]) -> list[str]:
     """One arm's line; '*' marks test accuracy taken at the final evaluation for unreached seeds."""
     done, _, total = row["reached"].partition("/")
     items, se = row["dev_items"], row["dev_standard_error"]
-    return [row["arm"], row["config"], str(row["seeds"]), "-" if np.isnan(items) else str(int(items)),
-            "-" if np.isnan(se) else f"{100 * se:.1f} pts",
-            f"{_acc(row['step0_accuracy'])} -> "
-            + _interval(row["final_accuracy"], row["final_accuracy_lo"], row["final_accuracy_hi"]),
-            _interval(row["test_at_target"], row["test_at_target_lo"], row["test_at_target_hi"])
-            + ("*" if done != total else ""),
-            _flops(row["flops_to_target"]), _match(row), _verdict(row, "cheaper"),
-            _difference(row, "matches_dev"), _difference(row, "matches_test"),
-            "" if row["baseline"] == "standard" else
-            _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"], row["vs_standard_censored"]),
-            "; ".join(part for part in row["note"].split("; ") if part and part not in shared)]
+    return [
+        row["arm"],
+        row["config"],
+        str(row["seeds"]),
+        "-" if np.isnan(items) else str(int(items)),
+        "-" if np.isnan(se) else f"{100 * se:.1f} pts",
+        f"{_acc(row['step0_accuracy'])} -> " + _interval(row["final_accuracy"], row["final_accuracy_lo"], row["final_accuracy_hi"]),
+        _interval(row["test_at_target"], row["test_at_target_lo"], row["test_at_target_hi"]) + ("*" if done != total else ""),
+        _flops(row["flops_to_target"]),
+        _match(row),
+        _verdict(row, "cheaper"),
+        _difference(row, "matches_dev"),
+        _difference(row, "matches_test"),
+        ""
+        if row["baseline"] == "standard"
+        else _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"], row["vs_standard_censored"]),
+        "; ".join(part for part in row["note"].split("; ") if part and part not in shared),
+    ]
 
 
 def _number(x: float) -> str:
@@ -126,15 +150,19 @@ def totals(summary: pd.DataFrame) -> list[str]:
     lines = []
     arms = summary[summary["arm"] != summary["baseline"]].drop_duplicates(["condition", "arm"])
     for _, row in arms.iterrows():
-        languages = ", ".join(summary.loc[(summary["condition"] == row["condition"]) & (summary["arm"] == row["arm"]),
-                                          "language"])
-        lines.append(f"{row['condition'] or '-'} / {row['arm']} over {int(row['languages'])} languages ({languages}): "
-                     f"one-off {_flops(row['one_off_flops'])} + adaptation = {_flops(row['total_flops'])} FLOPs "
-                     f"against {row['baseline']}'s {_flops(row['baseline_total_flops'])} "
-                     f"(total {_number(row['total_ratio'])}x); break-even after {_number(row['break_even_languages'])} languages"
-                     + ("; compute_to_match pooled over them (stratified by language) "
-                        + _times(row["pooled_ratio"], row["pooled_lo"], row["pooled_hi"], row["pooled_censored"])
-                        if row["languages"] > 1 else ""))
+        languages = ", ".join(summary.loc[(summary["condition"] == row["condition"]) & (summary["arm"] == row["arm"]), "language"])
+        lines.append(
+            f"{row['condition'] or '-'} / {row['arm']} over {int(row['languages'])} languages ({languages}): "
+            f"one-off {_flops(row['one_off_flops'])} + adaptation = {_flops(row['total_flops'])} FLOPs "
+            f"against {row['baseline']}'s {_flops(row['baseline_total_flops'])} "
+            f"(total {_number(row['total_ratio'])}x); break-even after {_number(row['break_even_languages'])} languages"
+            + (
+                "; compute_to_match pooled over them (stratified by language) "
+                + _times(row["pooled_ratio"], row["pooled_lo"], row["pooled_hi"], row["pooled_censored"])
+                if row["languages"] > 1
+                else ""
+            )
+        )
     return lines
 
 
@@ -149,10 +177,12 @@ def _blocks(summary: pd.DataFrame) -> tuple[list[tuple[str, list[list[str]]]], l
         blocks.append((_header(rows), [[line[i] for i in keep] for line in [_HEADS, *lines]]))
         starred = starred or any(line[6].endswith("*") for line in lines)
     m = int(summary["comparisons"].iloc[0]) if len(summary) else 0
-    note = (f"{m} comparisons against a baseline; each claim is Holm-corrected over them. cheaper: the paired "
-            f"compute ratio's one-sided p < {frontier.CHEAPER_LEVEL:g} (95% t-interval on per-seed log ratios, "
-            f"seeds paired by value). Plateau and final test vs baseline: arm minus baseline, 90% interval, matching "
-            f"(TOST) when it lies within +-tolerance. Accuracy intervals: 95% Student t over seeds.")
+    note = (
+        f"{m} comparisons against a baseline; each claim is Holm-corrected over them. cheaper: the paired "
+        f"compute ratio's one-sided p < {frontier.CHEAPER_LEVEL:g} (95% t-interval on per-seed log ratios, "
+        f"seeds paired by value). Plateau and final test vs baseline: arm minus baseline, 90% interval, matching "
+        f"(TOST) when it lies within +-tolerance. Accuracy intervals: 95% Student t over seeds."
+    )
     star = "* some seeds never reached the target: their test accuracy is the final evaluation's."
     return blocks, [*totals(summary), *([star] if starred else []), note]
 
@@ -220,7 +250,7 @@ def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None
         ax.set_title(f"{language} / {condition}" if condition else str(language), fontsize=10)
         ax.set_xlabel("adaptation FLOPs")
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(groups):]:
+    for ax in axes.flat[len(groups) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("zero-shot dev accuracy")
@@ -257,8 +287,15 @@ def write(table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier.
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = frontier.summary(table, tolerance)
-    files = FrontierFiles(result, out / "frontier.csv", out / "frontier.md", out / "frontier.png",
-                          out / "frontier_points.csv", out / "frontier_curves.csv", out / "evaluations.csv")
+    files = FrontierFiles(
+        result,
+        out / "frontier.csv",
+        out / "frontier.md",
+        out / "frontier.png",
+        out / "frontier_points.csv",
+        out / "frontier_curves.csv",
+        out / "evaluations.csv",
+    )
     result.to_csv(files.csv, index=False)
     files.markdown.write_text(format_markdown(result))
     plot(table, files.plot, result)
@@ -299,8 +336,9 @@ def read_evaluations(path: str | Path) -> pd.DataFrame:
         raise DataError(f"--points {path}: not a CSV table ({str(e).strip().splitlines()[-1]})") from None
     missing = [c for c in frontier.REQUIRED if c not in table]
     if missing:
-        raise DataError(f"--points {path}: missing columns {', '.join(missing)} (evaluations.csv has "
-                        f"{', '.join(frontier.EVALUATION_COLUMNS)})")
+        raise DataError(
+            f"--points {path}: missing columns {', '.join(missing)} (evaluations.csv has {', '.join(frontier.EVALUATION_COLUMNS)})"
+        )
     for column in [c for c in _TEXT_COLUMNS if c in table]:
         table[column] = table[column].fillna("")
     for column in [c for c in frontier.EVALUATION_COLUMNS if c not in _TEXT_COLUMNS and c in table]:

@@ -12,6 +12,7 @@ minimodel's cache and, in wechsel 0.0.4, read an unflushed temporary file), and 
 from Debian's FreeDict packages (minimodel.text.freedict). Cost is wall seconds: fastText, numpy and
 numba do the work, so torch's FLOP counter sees none of it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -58,12 +59,28 @@ def key_parts(cfg: dict) -> list:
     """What a library init's rows depend on, beyond the source model and the vocabulary."""
     a, d = cfg["adapt"], cfg["data"]
     files = [(str(p), p.stat().st_size) for p in _dictionary_sources(cfg) if p.is_file()] if a["init"] == "wechsel" else []
-    return [a["init"], a["language"], cfg["fasttext"], a["dictionary"], files, d["source_corpus"],
-            d["target_corpus"], d["max_docs"], a["seed"] if a["init"] == "focus" else None]
+    return [
+        a["init"],
+        a["language"],
+        cfg["fasttext"],
+        a["dictionary"],
+        files,
+        d["source_corpus"],
+        d["target_corpus"],
+        d["max_docs"],
+        a["seed"] if a["init"] == "focus" else None,
+    ]
 
 
-def compute(cfg: dict, cache_dir: Path, out: Path, source_embeddings: torch.Tensor,
-            source_tokenizer: PreTrainedTokenizerBase, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict:
+def compute(
+    cfg: dict,
+    cache_dir: Path,
+    out: Path,
+    source_embeddings: torch.Tensor,
+    source_tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+) -> dict:
     """Write the init's rows into `out` (rows.safetensors, copied.json: target id -> source id of every
     row that holds its source vector unchanged) and return its stats (seconds, counts). Every rank
     calls this (the cached parts are built collectively); rank 0 computes."""
@@ -77,36 +94,52 @@ def compute(cfg: dict, cache_dir: Path, out: Path, source_embeddings: torch.Tens
         from deepfocus import FOCUS
 
         start = time.perf_counter()
-        rows = FOCUS(target_tokenizer=tokenizer, source_tokenizer=source_tokenizer,
-                     source_embeddings=source_embeddings.float(), fasttext_model_path=str(target["path"]),
-                     exact_match_all=True, processes=1, seed=a["seed"], verbosity="silent")
+        rows = FOCUS(
+            target_tokenizer=tokenizer,
+            source_tokenizer=source_tokenizer,
+            source_embeddings=source_embeddings.float(),
+            fasttext_model_path=str(target["path"]),
+            exact_match_all=True,
+            processes=1,
+            seed=a["seed"],
+            verbosity="silent",
+        )
     else:
         english = data.read_corpus(cfg["data"]["source_corpus"], SOURCE_LANGUAGE, cfg["data"]["max_docs"])
         source = _vectors(cfg, cache_dir, "words", source_tokenizer, english)
         target = _vectors(cfg, cache_dir, "words", tokenizer, texts)
         pairs = _dictionary(cfg, cache_dir, tokenizer)
-        parts = {"source_vectors_s": source["wall_s"], "target_vectors_s": target["wall_s"],
-                 "dictionary_s": pairs["wall_s"], "dictionary_pairs": pairs["pairs"]}
+        parts = {
+            "source_vectors_s": source["wall_s"],
+            "target_vectors_s": target["wall_s"],
+            "dictionary_s": pairs["wall_s"],
+            "dictionary_pairs": pairs["pairs"],
+        }
         if rank:
             return {}
         import fasttext
         from wechsel import WECHSEL
 
         start = time.perf_counter()
-        wechsel = WECHSEL(fasttext.load_model(str(source["path"])), fasttext.load_model(str(target["path"])),
-                          bilingual_dictionary=str(pairs["path"]))
+        wechsel = WECHSEL(
+            fasttext.load_model(str(source["path"])), fasttext.load_model(str(target["path"])), bilingual_dictionary=str(pairs["path"])
+        )
         matrix, _ = wechsel.apply(source_tokenizer, tokenizer, source_embeddings.float().numpy())
         rows = torch.from_numpy(matrix).float()
     parts["library_s"] = round(time.perf_counter() - start, 3)
-    copied = {t: s for t, s in shared_tokens(source_tokenizer, tokenizer).items()
-              if torch.equal(rows[t], source_embeddings[s].float())}
+    copied = {t: s for t, s in shared_tokens(source_tokenizer, tokenizer).items() if torch.equal(rows[t], source_embeddings[s].float())}
     save_file({"rows": rows.contiguous()}, out / "rows.safetensors")
     (out / "copied.json").write_text(json.dumps(copied))
     # Paid once per language: its vectors, dictionary and the library's call. English's vectors
     # (WECHSEL) are paid once for every language.
     per_language = sum(v for k, v in parts.items() if k.endswith("_s") and not k.startswith("source"))
-    return {**parts, "init_s": round(per_language, 3), "init_english_s": parts.get("source_vectors_s", 0.0),
-            "copied_rows": len(copied), "rows": len(rows)}
+    return {
+        **parts,
+        "init_s": round(per_language, 3),
+        "init_english_s": parts.get("source_vectors_s", 0.0),
+        "copied_rows": len(copied),
+        "rows": len(rows),
+    }
 
 
 def load(entry: Path) -> tuple[torch.Tensor, dict[int, int], dict]:
@@ -136,13 +169,21 @@ def _vectors(cfg: dict, cache_dir: Path, kind: str, tokenizer: PreTrainedTokeniz
             for text in texts:
                 out.write(" ".join(_cut(kind, tokenizer, text)) + "\n")
         subwords = {} if kind == "tokens" else {"minn": 5, "maxn": 5}  # wechsel.train_embeddings' setting
-        model = fasttext.train_unsupervised(str(corpus), model="cbow", dim=f["dim"], epoch=f["epochs"],
-                                            minCount=f["min_count"], neg=10, thread=torch.get_num_threads(),
-                                            verbose=0, **subwords)
+        model = fasttext.train_unsupervised(
+            str(corpus),
+            model="cbow",
+            dim=f["dim"],
+            epoch=f["epochs"],
+            minCount=f["min_count"],
+            neg=10,
+            thread=torch.get_num_threads(),
+            verbose=0,
+            **subwords,
+        )
         model.save_model(str(tmp / "vectors.bin"))
         corpus.unlink()
-        (tmp / "stats.json").write_text(json.dumps({"wall_s": round(time.perf_counter() - start, 3),
-                                                    "words": len(model.words)}))
+        (tmp / "stats.json").write_text(json.dumps({"wall_s": round(time.perf_counter() - start, 3), "words": len(model.words)}))
+
     build(entry, train)
     return {**json.loads((entry / "stats.json").read_text()), "path": entry / "vectors.bin"}
 
@@ -169,8 +210,13 @@ def _dictionary(cfg: dict, cache_dir: Path, tokenizer: PreTrainedTokenizerBase) 
     sources = _dictionary_sources(cfg)
     if not sources:
         freedict.installed(a["language"])  # raises, naming the package to install
-    entry = cache_dir / "dictionary" / config_hash(
-        "dictionary", [(str(p), p.stat().st_size) for p in sources], json.loads(tokenizer.backend_tokenizer.to_str())["normalizer"])
+    entry = (
+        cache_dir
+        / "dictionary"
+        / config_hash(
+            "dictionary", [(str(p), p.stat().st_size) for p in sources], json.loads(tokenizer.backend_tokenizer.to_str())["normalizer"]
+        )
+    )
 
     def write(tmp: Path) -> None:
         if distributed()[0]:
@@ -183,6 +229,7 @@ def _dictionary(cfg: dict, cache_dir: Path, tokenizer: PreTrainedTokenizerBase) 
         unique = sorted({(_normalize(tokenizer, s), _normalize(tokenizer, t)) for s, t in pairs})
         (tmp / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in unique if s and t), encoding="utf-8")
         (tmp / "stats.json").write_text(json.dumps({"wall_s": round(time.perf_counter() - start, 3), "pairs": len(unique)}))
+
     build(entry, write)
     return {**json.loads((entry / "stats.json").read_text()), "path": entry / "pairs.tsv"}
 

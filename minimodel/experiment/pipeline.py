@@ -13,6 +13,7 @@ Each stage is an entry of minimodel.experiment.cache: published whole with check
 one process at a time, so an interrupted sweep recomputes nothing that finished. Under
 torch.distributed every rank trains and rank 0 writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,7 @@ HELD_OUT_BLOCKS = 64  # blocks of source text kept out of training to measure ML
 # upstream stage's key); its MLflow run logs the same values as params. joint_depth is the layer of
 # MiniJoint's second head (0: none).
 READS = {
-    "source": ("model", "pretrain", "data.source_corpus", "data.seq_len", "data.max_docs", "seed", "joint_depth",
-               "precision"),
+    "source": ("model", "pretrain", "data.source_corpus", "data.seq_len", "data.max_docs", "seed", "joint_depth", "precision"),
     "align": ("align", "adapt.depth"),
     "finetune": ("finetune", "data.task", "data.seq_len"),
 }
@@ -116,11 +116,13 @@ def run_trial(cfg: dict, cache_dir: str | Path, report: Callable[[dict], None] |
 def _complete(out: Path, compute: Callable[[Path], dict]) -> bool:
     """Build the cache entry `out` from compute(tmp) and its stats.json (its checkpoints dropped);
     False if it was already there."""
+
     def write(tmp: Path) -> None:
         stats = compute(tmp)
         if distributed()[0] == 0:
             (tmp / "stats.json").write_text(json.dumps(stats, indent=1))
             shutil.rmtree(tmp / "checkpoint", ignore_errors=True)
+
     return build(out, write)
 
 
@@ -131,9 +133,18 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
     if m["name"] == "scratch":
         tokenizer = cached_tokenizer(
             cache_dir / "vocab" / config_hash("scratch", m["family"], m["vocab_size"], d["source_corpus"], d["max_docs"]),
-            lambda: canonical(empty_tokenizer(m["family"]).train_new_from_iterator(texts, m["vocab_size"], show_progress=False)))
-        model = build_mlm(m["family"], tokenizer, hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
-                          ffn=m["ffn"], max_len=d["seq_len"], seed=cfg["seed"])
+            lambda: canonical(empty_tokenizer(m["family"]).train_new_from_iterator(texts, m["vocab_size"], show_progress=False)),
+        )
+        model = build_mlm(
+            m["family"],
+            tokenizer,
+            hidden=m["hidden"],
+            layers=m["layers"],
+            heads=m["heads"],
+            ffn=m["ffn"],
+            max_len=d["seq_len"],
+            seed=cfg["seed"],
+        )
     else:
         torch.manual_seed(cfg["seed"])  # a missing head is initialised at random: make that reproducible
         model, tokenizer = load_mlm(m["name"])
@@ -142,14 +153,21 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
     held, blocks = _held_out(blocks, tokenizer, p["batch_size"])
     batches = mlm_batches(blocks, tokenizer, p["batch_size"], cfg["seed"], rank, world, device())
     stats = {"before": mlm_eval(model, held, cfg["precision"])}
-    common = dict(lr=p["lr"], warmup=p["warmup"], eval_every=p["eval_every"], checkpoint_every=200,
-                  precision=cfg["precision"])
+    common = dict(lr=p["lr"], warmup=p["warmup"], eval_every=p["eval_every"], checkpoint_every=200, precision=cfg["precision"])
     if p["head_steps"]:
         trainable(model, False)
         trainable(mlm_head(model), True)
         model.get_input_embeddings().weight.requires_grad_(False)  # the decoder is tied to it
-        head = train(model, lambda b: mlm_loss(model, b), batches, steps=p["head_steps"], desc="head restore",
-                     evaluate=lambda: mlm_eval(model, held, cfg["precision"]), checkpoint_dir=out / "checkpoint" / "head", **common)
+        head = train(
+            model,
+            lambda b: mlm_loss(model, b),
+            batches,
+            steps=p["head_steps"],
+            desc="head restore",
+            evaluate=lambda: mlm_eval(model, held, cfg["precision"]),
+            checkpoint_dir=out / "checkpoint" / "head",
+            **common,
+        )
         stats["head"] = head
     trainable(model, True)
     depth = joint_depth(cfg)
@@ -157,9 +175,16 @@ def _source(cfg: dict, cache_dir: Path, out: Path) -> dict:
     if p["steps"]:
         both = nn.ModuleList([model, mini_head] if depth else [model])
         loss = joint_loss(model, mini_head, depth, p["joint_weight"]) if depth else (lambda b: mlm_loss(model, b))
-        stats["pretrain"] = train(both, loss, batches, steps=p["steps"], desc="pretrain",
-                                  evaluate=lambda: mlm_eval(model, held, cfg["precision"]), checkpoint_dir=out / "checkpoint" / "body",
-                                  **common)
+        stats["pretrain"] = train(
+            both,
+            loss,
+            batches,
+            steps=p["steps"],
+            desc="pretrain",
+            evaluate=lambda: mlm_eval(model, held, cfg["precision"]),
+            checkpoint_dir=out / "checkpoint" / "body",
+            **common,
+        )
     stats["after"] = mlm_eval(model, held, cfg["precision"])
     stats.update(_compute_total(stats, "head", "pretrain"))
     stats.update(stats["after"])
@@ -180,17 +205,30 @@ def _align(cfg: dict, cache_dir: Path, out: Path) -> dict:
     full = AutoModelForMaskedLM.from_pretrained(source).to(device())
     tokenizer = AutoTokenizer.from_pretrained(source)
     mini = minipost_model(full, cfg["adapt"]["depth"], a["layers"], a["init"], cfg["seed"]).to(device())
-    blocks = token_blocks(tokenizer, data.read_corpus(d["source_corpus"], SOURCE_LANGUAGE, d["max_docs"]),
-                          d["seq_len"], cache_dir)
+    blocks = token_blocks(tokenizer, data.read_corpus(d["source_corpus"], SOURCE_LANGUAGE, d["max_docs"]), d["seq_len"], cache_dir)
     held, blocks = _held_out(blocks, tokenizer, a["batch_size"])
     # How well the mini-model stands in for the big one, before and after: a badly aligned mini-model
     # shows here, before any language is adapted through it.
-    stats = {"depth": cfg["adapt"]["depth"], "full": mlm_eval(full, held, cfg["precision"]),
-             "before": {**mlm_eval(mini, held, cfg["precision"]), "agreement": agreement(full, mini, held, cfg["precision"])}}
+    stats = {
+        "depth": cfg["adapt"]["depth"],
+        "full": mlm_eval(full, held, cfg["precision"]),
+        "before": {**mlm_eval(mini, held, cfg["precision"]), "agreement": agreement(full, mini, held, cfg["precision"])},
+    }
     objective = (lambda b: distill_loss(full, mini, b)) if a["objective"] == "distill" else (lambda b: mlm_loss(mini, b))
-    stats.update(train(mini, objective, mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world, device()),
-                       steps=a["steps"], lr=a["lr"], warmup=a["warmup"], desc="align",
-                       checkpoint_dir=out / "checkpoint", checkpoint_every=200, precision=cfg["precision"]))
+    stats.update(
+        train(
+            mini,
+            objective,
+            mlm_batches(blocks, tokenizer, a["batch_size"], cfg["seed"], rank, world, device()),
+            steps=a["steps"],
+            lr=a["lr"],
+            warmup=a["warmup"],
+            desc="align",
+            checkpoint_dir=out / "checkpoint",
+            checkpoint_every=200,
+            precision=cfg["precision"],
+        )
+    )
     stats.update(mlm_eval(mini, held, cfg["precision"]), agreement=agreement(full, mini, held, cfg["precision"]))
     if rank == 0:
         _save(mini, tokenizer, out / "mini")
@@ -206,14 +244,26 @@ def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
     task = task_module(cfg)
     torch.manual_seed(cfg["seed"])  # the new task head: the same init whether or not other stages ran here
     model = task.new_model(source, train_items).to(device())
-    dev, test = (task.eval_set(tokenizer, model, d["task"], SOURCE_LANGUAGE, s, n, d["seq_len"])
-                 for s, n in (("dev", d["max_eval"]), ("test", 0)))
-    batches = tasks.task_batches(task.train_set(tokenizer, model, train_items, d["seq_len"]), tokenizer,
-                                 f["batch_size"], cfg["seed"], rank, world)
-    stats = train(model, lambda batch: model(**batch).loss, batches, steps=f["steps"], lr=f["lr"], warmup=f["warmup"],
-                  evaluate=lambda: task.evaluate(model, dev, tokenizer, precision=cfg["precision"]),
-                  eval_every=max(f["steps"] // 5, 1),
-                  desc="finetune", checkpoint_dir=out / "checkpoint", checkpoint_every=200, precision=cfg["precision"])
+    dev, test = (
+        task.eval_set(tokenizer, model, d["task"], SOURCE_LANGUAGE, s, n, d["seq_len"]) for s, n in (("dev", d["max_eval"]), ("test", 0))
+    )
+    batches = tasks.task_batches(
+        task.train_set(tokenizer, model, train_items, d["seq_len"]), tokenizer, f["batch_size"], cfg["seed"], rank, world
+    )
+    stats = train(
+        model,
+        lambda batch: model(**batch).loss,
+        batches,
+        steps=f["steps"],
+        lr=f["lr"],
+        warmup=f["warmup"],
+        evaluate=lambda: task.evaluate(model, dev, tokenizer, precision=cfg["precision"]),
+        eval_every=max(f["steps"] // 5, 1),
+        desc="finetune",
+        checkpoint_dir=out / "checkpoint",
+        checkpoint_every=200,
+        precision=cfg["precision"],
+    )
     stats.update(task.evaluate(model, test, tokenizer, precision=cfg["precision"]))
     if rank == 0:
         _save(model, tokenizer, out / task.FOLDER)
@@ -230,8 +280,7 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     seed = a["seed"]
     texts = data.read_corpus(d["target_corpus"], lang, d["max_docs"])
     source_tokenizer = AutoTokenizer.from_pretrained(source / "model")
-    tokenizer = cached_tokenizer(cache_dir / "vocab" / keys["vocab"],
-                                 lambda: train_tokenizer(source_tokenizer, texts, a["vocab_size"]))
+    tokenizer = cached_tokenizer(cache_dir / "vocab" / keys["vocab"], lambda: train_tokenizer(source_tokenizer, texts, a["vocab_size"]))
     body = AutoModelForMaskedLM.from_pretrained(through)
     weight, bias, shared, init_cost = _new_rows(cfg, cache_dir, body, source_tokenizer, tokenizer, texts)
     splice(body, weight, bias)
@@ -245,8 +294,9 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     model = task.load(finetuned / task.FOLDER)
     splice(model, weight)
     model.to(device())
-    dev, test = (task.eval_set(tokenizer, model, d["task"], lang, s, n, d["seq_len"])
-                 for s, n in (("dev", d["max_eval"]), ("test", d["max_test"])))
+    dev, test = (
+        task.eval_set(tokenizer, model, d["task"], lang, s, n, d["seq_len"]) for s, n in (("dev", d["max_eval"]), ("test", d["max_test"]))
+    )
 
     def zero_shot() -> dict:
         """Dev accuracy (what choices are made on) and test accuracy (what is reported) at this point."""
@@ -257,34 +307,56 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
 
     blocks = token_blocks(tokenizer, texts, d["seq_len"], cache_dir)
     batches = mlm_batches(blocks, tokenizer, a["batch_size"], seed, rank, world, device(), a["mask_rate"])
-    stats = train(body, lambda b: mlm_loss(body, b), batches,
-                  steps=a["steps"], lr=a["lr"], warmup=a["warmup"], evaluate=zero_shot,
-                  eval_every=a["eval_every"], on_eval=report, checkpoint_dir=out / "checkpoint",
-                  checkpoint_every=a["eval_every"], desc=f"adapt {lang} {a['method']}", precision=cfg["precision"])
+    stats = train(
+        body,
+        lambda b: mlm_loss(body, b),
+        batches,
+        steps=a["steps"],
+        lr=a["lr"],
+        warmup=a["warmup"],
+        evaluate=zero_shot,
+        eval_every=a["eval_every"],
+        on_eval=report,
+        checkpoint_dir=out / "checkpoint",
+        checkpoint_every=a["eval_every"],
+        desc=f"adapt {lang} {a['method']}",
+        precision=cfg["precision"],
+    )
     weight, bias = learned(body)
     if rank == 0:
         tokenizer.save_pretrained(out / "embeddings")
-        save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()},
-                  out / "embeddings" / "embeddings.safetensors")
+        save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, out / "embeddings" / "embeddings.safetensors")
     final = stats["curve"][-1]
     english = json.loads((finetuned / "stats.json").read_text())
-    return {**stats, **{k: final[k] for m in task.METRICS for k in (m, f"test_{m}")},
-            **{f"english_{m}": english[m] for m in task.METRICS}, **task.floor(test),
-            "dev_items": len(dev), "test_items": len(test),
-            "one_off_flops": one_off_flops(cfg, cache_dir), **init_cost,
-            "overlap_tokens": len(shared or {}), "vocab_size": len(tokenizer)}
+    return {
+        **stats,
+        **{k: final[k] for m in task.METRICS for k in (m, f"test_{m}")},
+        **{f"english_{m}": english[m] for m in task.METRICS},
+        **task.floor(test),
+        "dev_items": len(dev),
+        "test_items": len(test),
+        "one_off_flops": one_off_flops(cfg, cache_dir),
+        **init_cost,
+        "overlap_tokens": len(shared or {}),
+        "vocab_size": len(tokenizer),
+    }
 
 
-def _new_rows(cfg: dict, cache_dir: Path, body: nn.Module, source_tokenizer: PreTrainedTokenizerBase,
-              tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+def _new_rows(
+    cfg: dict,
+    cache_dir: Path,
+    body: nn.Module,
+    source_tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
     """The new vocabulary's (word embeddings, output bias), the rows that hold source vectors (target id
     -> source id), and the init's cost in seconds: random or overlap here, FOCUS or WECHSEL from the
     cached init stage (its cost is what computing it took, whichever trial did)."""
     a = cfg["adapt"]
     if a["init"] not in LIBRARY_INITS:
         shared = shared_tokens(source_tokenizer, tokenizer) if a["init"] == "overlap" else None
-        return (*init_embeddings(body, len(tokenizer), shared, a["seed"], a["init_scale"]), shared,
-                {"init_s": 0.0, "init_english_s": 0.0})
+        return (*init_embeddings(body, len(tokenizer), shared, a["seed"], a["init_scale"]), shared, {"init_s": 0.0, "init_english_s": 0.0})
     entry = stage_dir("init", cfg, cache_dir)
     source_rows = body.get_input_embeddings().weight.detach()
     _complete(entry, lambda tmp: inits.compute(cfg, cache_dir, tmp, source_rows, source_tokenizer, tokenizer, texts))

@@ -1,6 +1,7 @@
 """A validated sweep spec: which trials it runs (arms x languages x search values x seeds) and the
 trial config of each. minimodel.experiment.spec reads and checks the YAML and builds one; nothing here validates.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,9 +64,11 @@ class Spec:
         dimensions outside `adapt.*`, so the stage set is finite and known before any trial starts.
         """
         keys = [k for k in self.search if k == "adapt.depth" or not k.startswith("adapt.")]
-        return [self.config(method, self.languages[0], dict(zip(keys, combo)))
-                for method in self.methods
-                for combo in itertools.product(*(dim_values(self.search[k]) for k in keys))]
+        return [
+            self.config(method, self.languages[0], dict(zip(keys, combo)))
+            for method in self.methods
+            for combo in itertools.product(*(dim_values(self.search[k]) for k in keys))
+        ]
 
     def arms(self) -> list[str]:
         """Every arm the sweep runs: the methods, and (joint_baseline) the arms that borrow one of them."""
@@ -86,8 +89,7 @@ class Spec:
             keys = self.searched(arm)
             for combo in itertools.product(*(dim_values(self.search[k]) for k in keys)):
                 for seed in self.seeds:
-                    points.append({"adapt.method": arm, "adapt.language": language,
-                                   **dict(zip(keys, combo)), "adapt.seed": seed})
+                    points.append({"adapt.method": arm, "adapt.language": language, **dict(zip(keys, combo)), "adapt.seed": seed})
         return points
 
 
@@ -107,26 +109,39 @@ def dim_values(dim: dict) -> list:
 
 def summary(spec: Spec) -> str:
     """What a valid spec will run, for `minimodel validate`."""
-    dims = [f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
-            for k, d in spec.search.items()]
+    dims = [
+        f"{k} {d['type']} " + (",".join(map(str, d["values"])) if d["type"] == "choice" else f"{d['low']}..{d['high']}")
+        for k, d in spec.search.items()
+    ]
     trials = len(spec.grid()) if spec.search_alg == "grid" else spec.num_samples
     names = sorted(spec.arms())
-    tuning = (f"tuning phase: {spec.tune['trials']} trials per arm and language, each arm its own Optuna study; "
-              f"then `minimodel confirm` runs each arm's config with the best dev accuracy (the cheapest "
-              f"within {spec.tune['tolerance']:g}) on fresh seeds") if spec.tune else ""
+    tuning = (
+        (
+            f"tuning phase: {spec.tune['trials']} trials per arm and language, each arm its own Optuna study; "
+            f"then `minimodel confirm` runs each arm's config with the best dev accuracy (the cheapest "
+            f"within {spec.tune['tolerance']:g}) on fresh seeds"
+        )
+        if spec.tune
+        else ""
+    )
     models = sorted({b["model"]["name"] for b in spec.bases.values()})
     r = spec.resources
-    return "\n".join([
-        f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
-        f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
-        f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
-        f"arms: {', '.join(names)}; seeds {spec.seeds}; "
-        + ("every searched key tuned on dev per arm and language" if spec.tune else
-           f"compared within {', '.join(spec.conditions)}" + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else "")),
-        f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
-        + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")
-        + f"; shared stages: {spec.stages['workers']} Train workers"
-        + (f"; ASHA on accuracy by {spec.asha['time_attr']}" + (" per arm and language" if spec.tune else "") if spec.asha else ""),
-        f"storage {spec.storage}; tracking {spec.tracking_uri}",
-        *([tuning] if tuning else []),
-    ])
+    return "\n".join(
+        [
+            f"sweep {spec.name}: {len(spec.languages)} languages ({', '.join(spec.languages)}) x "
+            f"{len(spec.methods)} methods ({', '.join(spec.methods)}); model {', '.join(models)}",
+            f"search ({spec.search_alg}, {trials} trials, {spec.max_concurrent} at a time): {'; '.join(dims) or 'none'}",
+            f"arms: {', '.join(names)}; seeds {spec.seeds}; "
+            + (
+                "every searched key tuned on dev per arm and language"
+                if spec.tune
+                else f"compared within {', '.join(spec.conditions)}" + (f"; chosen on dev: {', '.join(spec.tuned)}" if spec.tuned else "")
+            ),
+            f"trial resources: {r['cpus']:g} CPU, {r['gpus']:g} GPU"
+            + (f", {r['workers']} Train workers" if r["workers"] else ", in-process")
+            + f"; shared stages: {spec.stages['workers']} Train workers"
+            + (f"; ASHA on accuracy by {spec.asha['time_attr']}" + (" per arm and language" if spec.tune else "") if spec.asha else ""),
+            f"storage {spec.storage}; tracking {spec.tracking_uri}",
+            *([tuning] if tuning else []),
+        ]
+    )

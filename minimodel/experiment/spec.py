@@ -5,6 +5,7 @@ A spec names a partial trial config (merged onto config.DEFAULTS), per-method ov
 languages, a search space of dotted trial-config keys, the search algorithm and the resources.
 Every problem is one SpecError line that names the key, so `minimodel validate` can fail fast.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,9 +37,24 @@ ASHA = {"time_attr": "flops", "grace_period": None, "max_t": None, "reduction_fa
 # then runs each arm's chosen config (the cheapest within `tolerance` of its best dev accuracy) on fresh seeds.
 TUNE = {"trials": 8, "tolerance": 0.01}
 TOP = {
-    "name", "description", "storage", "tracking_uri", "trial", "languages", "methods", "search",
-    "search_alg", "num_samples", "max_concurrent", "resources", "stages", "asha", "seeds", "joint_baseline",
-    "allow_differences", "tune",
+    "name",
+    "description",
+    "storage",
+    "tracking_uri",
+    "trial",
+    "languages",
+    "methods",
+    "search",
+    "search_alg",
+    "num_samples",
+    "max_concurrent",
+    "resources",
+    "stages",
+    "asha",
+    "seeds",
+    "joint_baseline",
+    "allow_differences",
+    "tune",
 }
 # Hyper-parameters chosen on dev for every arm alike (the frontier keeps each arm's best on dev); any
 # other searched key but the depth is a condition that every arm of a comparison must share.
@@ -53,11 +69,7 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads `1e-4` as a string; learning rates are written that way, so read it as a float."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
 
 
 def parse_value(text: str) -> Any:
@@ -139,8 +151,7 @@ def validate(raw: dict) -> Spec:
         num_samples = 0  # tune.trials per arm and language, counted once the arms are known
     elif search_alg == "grid":
         if raw.get("num_samples") is not None:
-            raise SpecError("num_samples: not used by search_alg grid (it runs every combination once); "
-                            "remove it or set it to null")
+            raise SpecError("num_samples: not used by search_alg grid (it runs every combination once); remove it or set it to null")
         for key, dim in search.items():
             if dim["type"] not in ("int", "choice"):
                 raise SpecError(f"search.{key}: grid needs type int or choice (got {dim['type']})")
@@ -149,8 +160,7 @@ def validate(raw: dict) -> Spec:
         num_samples = _get(raw, "num_samples", int, max(8, pairs))
         if num_samples < pairs:
             raise SpecError(
-                f"num_samples: {num_samples} is fewer than the {pairs} language x method pairs; "
-                "every pair needs a trial for the frontier"
+                f"num_samples: {num_samples} is fewer than the {pairs} language x method pairs; every pair needs a trial for the frontier"
             )
     max_concurrent = _get(raw, "max_concurrent", int, 2)
     if max_concurrent < 1:
@@ -167,23 +177,40 @@ def validate(raw: dict) -> Spec:
     borrowing = [a for a in arms.ARMS.values() if a.borrows]
     joint_baseline = _get(raw, "joint_baseline", bool, any(a.borrows in bases for a in borrowing))
     if joint_baseline and not any({a.variant_of, a.borrows} <= set(bases) for a in borrowing):
-        raise SpecError("joint_baseline: needs both " + " or ".join(f"{a.variant_of} and {a.borrows}" for a in borrowing)
-                        + " among the methods")
+        raise SpecError(
+            "joint_baseline: needs both " + " or ".join(f"{a.variant_of} and {a.borrows}" for a in borrowing) + " among the methods"
+        )
     if tune:
         added = [a for a in borrowing if joint_baseline and a.borrows in bases and a.name not in bases]
         num_samples = tune["trials"] * (len(bases) + len(added)) * len(languages)
         for a in added:
             if "adapt.depth" in search and "adapt.depth" not in pinned[a.borrows]:
-                raise SpecError(f"search.adapt.depth: a tuning phase with joint_baseline needs methods.{a.borrows}.adapt.depth "
-                                f"pinned, so that {a.borrows} and its baseline are tuned through the same joint model")
+                raise SpecError(
+                    f"search.adapt.depth: a tuning phase with joint_baseline needs methods.{a.borrows}.adapt.depth "
+                    f"pinned, so that {a.borrows} and its baseline are tuned through the same joint model"
+                )
     _controlled(raw, search, search_alg, joint_baseline, bool(tune))
 
     spec = Spec(
-        name=name, storage=storage, tracking_uri=tracking_uri, bases=bases, pinned=pinned, languages=languages,
-        search=search, search_alg=search_alg, num_samples=num_samples, max_concurrent=max_concurrent,
-        resources=resources, stages=stages, asha=asha, seeds=seeds, joint_baseline=joint_baseline,
+        name=name,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        bases=bases,
+        pinned=pinned,
+        languages=languages,
+        search=search,
+        search_alg=search_alg,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        resources=resources,
+        stages=stages,
+        asha=asha,
+        seeds=seeds,
+        joint_baseline=joint_baseline,
         conditions=["adapt.init", *(k for k in search if k not in (*TUNED, "adapt.depth", "adapt.init"))],
-        tuned=[k for k in search if k in TUNED], description=_get(raw, "description", str, ""), tune=tune,
+        tuned=[k for k in search if k in TUNED],
+        description=_get(raw, "description", str, ""),
+        tune=tune,
     )
     _check_every_config(spec)
     _check_data(spec)
@@ -263,8 +290,9 @@ def _seeds(raw: dict, base: dict, search_alg: str) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise SpecError(f"seeds: listed twice: {seeds}")
     if len(seeds) > 1 and search_alg != "grid":
-        raise SpecError(f"seeds: repeating every point over seeds needs search_alg: grid ({search_alg} samples "
-                        "points and cannot repeat them)")
+        raise SpecError(
+            f"seeds: repeating every point over seeds needs search_alg: grid ({search_alg} samples points and cannot repeat them)"
+        )
     return seeds
 
 
@@ -278,14 +306,18 @@ def _controlled(raw: dict, search: dict, search_alg: str, joint_baseline: bool, 
         for key in flatten(overrides or {}):
             joint_pretraining = arms.ARMS[method].joint and joint_baseline and key.startswith(("pretrain.", "model."))
             if key != "adapt.depth" and key not in allowed and not joint_pretraining:
-                raise SpecError(f"methods.{method}.{key}: methods of one comparison may differ only in method and "
-                                "depth; set it in trial: for every method, or list it under allow_differences")
+                raise SpecError(
+                    f"methods.{method}.{key}: methods of one comparison may differ only in method and "
+                    "depth; set it in trial: for every method, or list it under allow_differences"
+                )
     if search_alg != "grid" and not tuning:
         for key in search:
             if key not in (*TUNED, "adapt.depth") and key not in allowed:
-                raise SpecError(f"search.{key}: {search_alg} samples it per trial, so methods would be compared under "
-                                "different values; pin it in trial:, use search_alg: grid, tune it per arm "
-                                "(tune:, then minimodel confirm), or list it under allow_differences")
+                raise SpecError(
+                    f"search.{key}: {search_alg} samples it per trial, so methods would be compared under "
+                    "different values; pin it in trial:, use search_alg: grid, tune it per arm "
+                    "(tune:, then minimodel confirm), or list it under allow_differences"
+                )
 
 
 def _tune(raw: dict, search_alg: str) -> dict:
@@ -423,8 +455,9 @@ def _dim(key: str, dim: Any) -> dict:
             raise SpecError(f"{where}.low: loguniform needs low > 0 (got {low})")
         out = {"type": kind, "low": low, "high": high}
         if kind != "int" and not key.startswith("adapt."):
-            raise SpecError(f"{where}: a shared-stage key must be searched as int or choice "
-                            "(each value is a stage computed once and cached)")
+            raise SpecError(
+                f"{where}: a shared-stage key must be searched as int or choice (each value is a stage computed once and cached)"
+            )
     for value in out.get("values", [out.get("low"), out.get("high")]):
         try:
             set_dotted(copy.deepcopy(DEFAULTS), key, value)
@@ -465,8 +498,10 @@ def _check_every_config(spec: Spec) -> None:
             raise SpecError(f"{_origin(spec, method, 'model.name')}: {e}") from None
         p = base["pretrain"]
         if name != "scratch" and not p["head_steps"] and not p["steps"] and has_mlm_head(name) is False:
-            raise SpecError(f"methods.{method}.pretrain.head_steps: {name} has no MLM head, so relearning would go "
-                            "through a random frozen one; restore it (pretrain.head_steps, pretrain.steps > 0)")
+            raise SpecError(
+                f"methods.{method}.pretrain.head_steps: {name} has no MLM head, so relearning would go "
+                "through a random frozen one; restore it (pretrain.head_steps, pretrain.steps > 0)"
+            )
         corners = [{}]
         for key, dim in spec.search.items():
             ends = dim["values"] if dim["type"] == "choice" else [dim["low"], dim["high"]]
@@ -481,13 +516,17 @@ def _check_every_config(spec: Spec) -> None:
             layers = cfg["model"]["layers"] if name == "scratch" else (config or {}).get("num_hidden_layers")
             depth = cfg["adapt"]["depth"]
             if arm.has_depth and layers is not None and not 1 <= depth < layers:
-                raise SpecError(f"{_origin(spec, method, 'adapt.depth', values)}: depth {depth} is beyond "
-                                f"{cfg['model']['name']}'s {layers} layers (max {layers - 1})")
+                raise SpecError(
+                    f"{_origin(spec, method, 'adapt.depth', values)}: depth {depth} is beyond "
+                    f"{cfg['model']['name']}'s {layers} layers (max {layers - 1})"
+                )
             positions = (config or {}).get("max_position_embeddings")
             usable = positions - (2 if (config or {}).get("model_type") != "bert" else 0) if positions else None
             if usable is not None and cfg["data"]["seq_len"] > usable:
-                raise SpecError(f"{_origin(spec, method, 'data.seq_len', values)}: {cfg['data']['seq_len']} is longer "
-                                f"than {name} reads ({usable} tokens)")
+                raise SpecError(
+                    f"{_origin(spec, method, 'data.seq_len', values)}: {cfg['data']['seq_len']} is longer "
+                    f"than {name} reads ({usable} tokens)"
+                )
 
 
 def _check_ranges(spec: Spec, method: str, cfg: dict, searched: dict) -> None:
@@ -499,9 +538,12 @@ def _check_ranges(spec: Spec, method: str, cfg: dict, searched: dict) -> None:
     for prefix in ("adapt", "pretrain"):
         every, steps = cfg[prefix]["eval_every"], cfg[prefix]["steps"]
         if every > steps and (prefix == "adapt" or steps):
-            raise SpecError(f"{_origin(spec, method, f'{prefix}.eval_every', searched)}: evaluating every {every} steps "
-                            f"of {steps} gives no curve; at most {prefix}.steps")
+            raise SpecError(
+                f"{_origin(spec, method, f'{prefix}.eval_every', searched)}: evaluating every {every} steps "
+                f"of {steps} gives no curve; at most {prefix}.steps"
+            )
     m = cfg["model"]
     if m["name"] == "scratch" and m["hidden"] % m["heads"]:
-        raise SpecError(f"{_origin(spec, method, 'model.heads', searched)}: model.hidden {m['hidden']} is not a "
-                        f"multiple of model.heads {m['heads']}")
+        raise SpecError(
+            f"{_origin(spec, method, 'model.heads', searched)}: model.hidden {m['hidden']} is not a multiple of model.heads {m['heads']}"
+        )

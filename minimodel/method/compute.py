@@ -3,6 +3,7 @@
 FLOPs come from torch.utils.flop_counter on the first step of each batch shape, not from a formula,
 so frozen layers (no weight gradients) and masked-only heads are charged what they really cost.
 """
+
 from __future__ import annotations
 
 import time

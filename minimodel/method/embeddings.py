@@ -3,6 +3,7 @@
 Only the word embeddings and the (tied) output bias are language-specific; position and token-type
 embeddings and the embedding LayerNorm stay the source model's.
 """
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,9 @@ from transformers import PreTrainedModel
 from minimodel.method.models import output_bias, trainable
 
 
-def init_embeddings(source: PreTrainedModel, vocab_size: int, shared: dict[int, int] | None = None,
-                    seed: int = 0, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def init_embeddings(
+    source: PreTrainedModel, vocab_size: int, shared: dict[int, int] | None = None, seed: int = 0, scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) for a new vocabulary: random around the source embeddings' mean with `scale` times
     their spread, then (overlap init) the source's vector and bias copied for every shared token."""
     src_w = source.get_input_embeddings().weight.detach()

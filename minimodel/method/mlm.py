@@ -3,6 +3,7 @@
 The vocabulary head costs as much as several layers when run at every position; running it only at
 the ~15% masked positions gives the same loss for a fraction of the compute.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -28,9 +29,16 @@ def pack(token_lists: list[list[int]], seq_len: int) -> torch.Tensor:
 MASK_RATE = 0.15
 
 
-def mlm_batches(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int,
-                rank: int = 0, world: int = 1, device: torch.device | str = "cpu",
-                rate: float = MASK_RATE) -> Callable[[int], dict]:
+def mlm_batches(
+    blocks: torch.Tensor,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device | str = "cpu",
+    rate: float = MASK_RATE,
+) -> Callable[[int], dict]:
     """batch_at(i): the i-th masked batch, a pure function of (seed, i, rank) so a resumed run sees the same data.
 
     On a CUDA `device` the blocks live there and rows and masks are drawn by a CUDA generator: batches
@@ -47,8 +55,9 @@ def mlm_batches(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_
     return batch_at
 
 
-def mask(input_ids: torch.Tensor, specials: torch.Tensor, mask_id: int, vocab_size: int,
-         g: torch.Generator, rate: float = MASK_RATE) -> dict:
+def mask(
+    input_ids: torch.Tensor, specials: torch.Tensor, mask_id: int, vocab_size: int, g: torch.Generator, rate: float = MASK_RATE
+) -> dict:
     """BERT's masking with a fixed count: exactly round(rate x seq_len) positions per row (special
     tokens last in line), of which 80% become [MASK], 10% a random token, 10% stay.
 
@@ -72,8 +81,7 @@ def mask(input_ids: torch.Tensor, specials: torch.Tensor, mask_id: int, vocab_si
     return {"input_ids": ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "masked": masked}
 
 
-def masked_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor,
-                masked: torch.Tensor | None = None) -> torch.Tensor:
+def masked_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the head's predictions at masked positions only (labels != -100).
 
     With the batch's "masked" positions the hidden states are gathered at a static shape; without
@@ -129,8 +137,13 @@ def masked_states(model: PreTrainedModel, input_ids: torch.Tensor, masked: torch
     def heads(x: torch.Tensor) -> torch.Tensor:
         return x.view(rows, -1, attn.num_attention_heads, attn.attention_head_size).transpose(1, 2)
 
-    context = F.scaled_dot_product_attention(heads(attn.query(picked)), heads(attn.key(hidden)), heads(attn.value(hidden)),
-                                             dropout_p=attn.dropout.p if attn.training else 0.0, scale=attn.scaling)
+    context = F.scaled_dot_product_attention(
+        heads(attn.query(picked)),
+        heads(attn.key(hidden)),
+        heads(attn.value(hidden)),
+        dropout_p=attn.dropout.p if attn.training else 0.0,
+        scale=attn.scaling,
+    )
     out = last.attention.output(context.transpose(1, 2).reshape(rows, -1, width), picked)
     return last.output(last.intermediate(out), out)
 
@@ -166,8 +179,9 @@ def agreement(reference: PreTrainedModel, other: PreTrainedModel, batches: list[
             model.eval()
             dev = next(model.parameters()).device
             with autocast(precision, dev):
-                hidden = model.base_model(input_ids=batch["input_ids"].to(dev),
-                                          attention_mask=batch["attention_mask"].to(dev)).last_hidden_state
+                hidden = model.base_model(
+                    input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev)
+                ).last_hidden_state
                 guesses.append(mlm_head(model)(hidden[batch["labels"].to(dev) != -100]).argmax(-1).cpu())
             model.train()
         same += int((guesses[0] == guesses[1]).sum())

@@ -3,6 +3,7 @@
 The view is a handful of functions, not a wrapper class: every family keeps its own Hugging Face
 class, so save_pretrained / from_pretrained and the hub keep working unchanged.
 """
+
 from __future__ import annotations
 
 import copy
@@ -167,17 +168,24 @@ def load_mlm(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tokenizer
 
 
-def build_mlm(family_name: str, tokenizer: PreTrainedTokenizerBase, *, hidden: int, layers: int, heads: int,
-              ffn: int, max_len: int, seed: int = 0) -> PreTrainedModel:
+def build_mlm(
+    family_name: str, tokenizer: PreTrainedTokenizerBase, *, hidden: int, layers: int, heads: int, ffn: int, max_len: int, seed: int = 0
+) -> PreTrainedModel:
     """A randomly initialised masked LM of one family, sized for pretraining from scratch."""
     if family_name not in FAMILIES:
         raise ModelError(f"unknown model family '{family_name}' (known: {', '.join(FAMILIES)})")
     config_cls = FAMILIES[family_name][0]
     offset = 2 if family_name != "bert" else 0  # RoBERTa positions start after the padding index
     config = config_cls(
-        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=ffn, max_position_embeddings=max_len + offset, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=max_len + offset,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )
     torch.manual_seed(seed)
     return AutoModelForMaskedLM.from_config(config)

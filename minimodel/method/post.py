@@ -3,6 +3,7 @@
 Embeddings + layers[:k] stay frozen (they are the big model's); m new layers, initialised from
 layers k..k+m-1 or at random, and a copy of the MLM head are trained by MLM on source text.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,7 @@ from transformers import PreTrainedModel
 from minimodel.method.models import layers, mini_model, new_head, trainable
 
 
-def minipost_model(full: PreTrainedModel, depth: int, top_layers: int = 1, init: str = "copy",
-                   seed: int = 0) -> PreTrainedModel:
+def minipost_model(full: PreTrainedModel, depth: int, top_layers: int = 1, init: str = "copy", seed: int = 0) -> PreTrainedModel:
     """The mini-model to align: frozen bottom shared with `full`, trainable new top and head."""
     body = layers(full)
     if init == "copy" and depth + top_layers > len(body):

@@ -4,6 +4,7 @@
 fp32 (no autocast) or bf16 (always autocast). Only the forward runs in bf16; parameters, gradients
 and optimizer state stay fp32, and losses are computed from float32 logits.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +13,6 @@ from typing import ContextManager
 import torch
 
 from minimodel.experiment.config import PRECISIONS
-
 
 
 def native_bf16_cpu() -> bool:

@@ -8,6 +8,7 @@ parameters are averaged, and FLOPs and tokens are summed over ranks: a stage's c
 A step never waits for the device or the other ranks' counts: the loss and the compute totals are
 read at report points only (evaluations, checkpoints, the end).
 """
+
 from __future__ import annotations
 
 import json
@@ -80,16 +81,18 @@ def train(
     if checkpoint_dir and (Path(checkpoint_dir) / "state.json").exists():
         start, run.loss, run.curve = _resume(Path(checkpoint_dir), named, optimizer, schedule, run.meter)
     model.train()
-    run.bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, leave=False,
-                   **({"disable": True} if rank else {}))  # rank 0 honours TQDM_DISABLE
+    run.bar = tqdm(
+        range(start, steps), desc=desc, initial=start, total=steps, leave=False, **({"disable": True} if rank else {})
+    )  # rank 0 honours TQDM_DISABLE
     if start == 0 and evaluate:
         run.point(0)
     run.meter.begin()
     for step in run.bar:
         batches = [batch_at(step * accum + micro) for micro in range(accum)]
         tokens = sum(b["attention_mask"].sum() for b in batches)
-        loss = run.meter.step(tuple(batches[0]["input_ids"].shape), tokens,
-                              lambda: _backward(loss_fn, batches, params, accum, precision, dev, world))
+        loss = run.meter.step(
+            tuple(batches[0]["input_ids"].shape), tokens, lambda: _backward(loss_fn, batches, params, accum, precision, dev, world)
+        )
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -142,8 +145,15 @@ class _Progress:
         return p
 
 
-def _backward(loss_fn: Callable[[dict], torch.Tensor], batches: list[dict], params: list[nn.Parameter], accum: int,
-              precision: str, dev: torch.device, world: int) -> torch.Tensor:
+def _backward(
+    loss_fn: Callable[[dict], torch.Tensor],
+    batches: list[dict],
+    params: list[nn.Parameter],
+    accum: int,
+    precision: str,
+    dev: torch.device,
+    world: int,
+) -> torch.Tensor:
     """Forward and backward over one step's micro-batches; gradients averaged over ranks. Returns the
     step's loss as a device tensor (not read here: reading it would wait for the device)."""
     total = 0.0
@@ -195,13 +205,22 @@ def _save(folder: Path, step: int, loss: float, curve: list, named: dict, optimi
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     for i, s in state["state"].items():
         tensors.update({f"opt.{i}.{k}": v.contiguous() for k, v in s.items()})
-    meta = json.dumps({"step": step, "loss": loss, "curve": curve, "param_groups": state["param_groups"],
-                       "schedule": schedule.state_dict(),
-                       "meter": {**meter.totals(), "per_shape": [[list(k), v] for k, v in meter.per_shape.items()]}})
+    meta = json.dumps(
+        {
+            "step": step,
+            "loss": loss,
+            "curve": curve,
+            "param_groups": state["param_groups"],
+            "schedule": schedule.state_dict(),
+            "meter": {**meter.totals(), "per_shape": [[list(k), v] for k, v in meter.per_shape.items()]},
+        }
+    )
     # One file renamed into place holds tensors and metadata together: a run killed while saving leaves
     # the previous checkpoint whole, never new weights beside an old step. state.json marks it for others.
-    for name, write in (("state.safetensors", lambda path: save_file(tensors, path, metadata={"meta": meta})),
-                        ("state.json", lambda path: path.write_text(meta))):
+    for name, write in (
+        ("state.safetensors", lambda path: save_file(tensors, path, metadata={"meta": meta})),
+        ("state.json", lambda path: path.write_text(meta)),
+    ):
         tmp = folder / f"{name}.tmp"
         write(tmp)
         tmp.replace(folder / name)

@@ -6,6 +6,7 @@ shares no word with it; digits and punctuation stay, as they do between real lan
 embeddings are known (English's, renamed), so its curve shows how much of the English accuracy a
 method can recover, apart from how hard a real language is.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,8 +15,9 @@ PREFIX = "cipher-"
 # Cyrillic letters without й (an uncased tokenizer strips its breve and would merge it with и).
 _TARGETS = "абвгдежзиклмнопрстуфхцчшщы"
 _SHUFFLED = random.Random(2023).sample(_TARGETS, len(_TARGETS))
-_TABLE = str.maketrans({**dict(zip("abcdefghijklmnopqrstuvwxyz", _SHUFFLED)),
-                        **dict(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", (c.upper() for c in _SHUFFLED)))})
+_TABLE = str.maketrans(
+    {**dict(zip("abcdefghijklmnopqrstuvwxyz", _SHUFFLED)), **dict(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", (c.upper() for c in _SHUFFLED)))}
+)
 
 
 def is_cipher(language: str) -> bool:

@@ -62,10 +62,10 @@ HF_LANGUAGES = {
     "facebook/xnli": "ar bg de el en es fr hi ru sw th tr ur vi zh",
     "google-research-datasets/paws-x": "de en es fr ja ko zh",
     "statmt/cc100": "af am ar as az be bg bn bn_rom br bs ca cs cy da de el en eo es et eu fa ff fi fr "
-                    "fy ga gd gl gn gu ha he hi hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku "
-                    "ky la lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa pl ps pt "
-                    "qu rm ro ru sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr "
-                    "ug uk ur ur_rom uz vi wo xh yi yo zh zh-Hant zu",
+    "fy ga gd gl gn gu ha he hi hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku "
+    "ky la lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa pl ps pt "
+    "qu rm ro ru sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr "
+    "ug uk ur ur_rom uz vi wo xh yi yo zh zh-Hant zu",
 }
 # Where a dataset spells a language its own way: a sweep says "zh" for every dataset.
 HF_CODES = {"statmt/cc100": {"zh": "zh-Hans"}}
@@ -89,6 +89,7 @@ class DataError(UserError):
 
 
 # --- local files and bundled snapshots ---------------------------------------------------------
+
 
 def data_dir() -> Path:
     """The bundled snapshots: the repository's data/ folder unless $MINIMODEL_DATA says otherwise."""
@@ -139,7 +140,7 @@ def _task_row(line: str, where: str) -> dict:
     if isinstance(row, dict) and "context" in row:
         return _qa_row(row, where)
     if not isinstance(row, dict) or not isinstance(row.get("text"), str) or row.get("label") is None:
-        raise DataError(f"{where}: needs a string \"text\" and a \"label\"")
+        raise DataError(f'{where}: needs a string "text" and a "label"')
     out = {"text": row["text"], "label": str(row["label"])}
     if row.get("text_pair") is not None:
         out["text_pair"] = str(row["text_pair"])
@@ -150,17 +151,28 @@ def _qa_row(row: dict, where: str) -> dict:
     """A QA row {"id", "context", "question", "answers": {"text", "answer_start"}}, every answer checked
     to stand at its answer_start: a shifted offset would train the span head on the wrong tokens."""
     answers = row.get("answers")
-    if (not isinstance(row.get("context"), str) or not isinstance(row.get("question"), str)
-            or not isinstance(answers, dict) or not isinstance(answers.get("text"), list)
-            or not isinstance(answers.get("answer_start"), list) or len(answers["text"]) != len(answers["answer_start"])
-            or not answers["text"]):
-        raise DataError(f"{where}: a QA row needs strings \"context\", \"question\" and \"answers\" "
-                        "{\"text\": [...], \"answer_start\": [...]} of equal, non-zero length")
+    if (
+        not isinstance(row.get("context"), str)
+        or not isinstance(row.get("question"), str)
+        or not isinstance(answers, dict)
+        or not isinstance(answers.get("text"), list)
+        or not isinstance(answers.get("answer_start"), list)
+        or len(answers["text"]) != len(answers["answer_start"])
+        or not answers["text"]
+    ):
+        raise DataError(
+            f'{where}: a QA row needs strings "context", "question" and "answers" '
+            '{"text": [...], "answer_start": [...]} of equal, non-zero length'
+        )
     for text, start in zip(answers["text"], answers["answer_start"]):
         if not isinstance(start, int) or row["context"][start : start + len(text)] != text:
             raise DataError(f"{where}: answer {text!r} is not at answer_start {start} of the context")
-    return {"id": str(row.get("id", where)), "context": row["context"], "question": row["question"],
-            "answers": {"text": list(answers["text"]), "answer_start": list(answers["answer_start"])}}
+    return {
+        "id": str(row.get("id", where)),
+        "context": row["context"],
+        "question": row["question"],
+        "answers": {"text": list(answers["text"]), "answer_start": list(answers["answer_start"])},
+    }
 
 
 def _squad_rows(path: str) -> list[tuple[str, dict]]:
@@ -179,8 +191,12 @@ def _squad_rows(path: str) -> list[tuple[str, dict]]:
                 raise DataError(f"{path}: not SQuAD format (a qas entry is {type(qa).__name__}, not an object)")
             where = f"{path} question {qa.get('id', len(rows) + 1)}"
             answers = qa.get("answers") or []
-            row = {"id": qa.get("id"), "context": context, "question": qa.get("question"),
-                   "answers": {"text": [a.get("text") for a in answers], "answer_start": [a.get("answer_start") for a in answers]}}
+            row = {
+                "id": qa.get("id"),
+                "context": context,
+                "question": qa.get("question"),
+                "answers": {"text": [a.get("text") for a in answers], "answer_start": [a.get("answer_start") for a in answers]},
+            }
             rows.append((where, _qa_row(row, where)))
     return rows
 
@@ -191,6 +207,7 @@ def is_qa(rows: list[dict]) -> bool:
 
 
 # --- Hugging Face datasets ---------------------------------------------------------------------
+
 
 def _hf(source: str) -> tuple[str, str]:
     """hf:NAME[:CONFIG] -> (dataset path for load_dataset, config template)."""
@@ -223,15 +240,20 @@ def _hf_load(source: str, language: str, split: str, streaming: bool):
     if "{lang}" not in config and known and language not in known:  # it would load its one language for any
         raise DataError(f"{source} [{language}/{split}]: offers {', '.join(known)} only")
     code = HF_CODES.get(path, {}).get(language, language)
-    where = ({"revision": HF_PARQUET_EXPORT[path], "data_dir": config.format(lang=code)} if path in HF_PARQUET_EXPORT
-             else {"name": config.format(lang=code)})
+    where = (
+        {"revision": HF_PARQUET_EXPORT[path], "data_dir": config.format(lang=code)}
+        if path in HF_PARQUET_EXPORT
+        else {"name": config.format(lang=code)}
+    )
     try:
         return datasets.load_dataset(path, split=split, streaming=streaming, **where)
     except Exception as e:  # datasets raises many types (ConnectionError, ValueError, FileNotFoundError...)
         message = str(e).strip().split("\n")[0]
         if "scripts are no longer supported" in message:
-            raise DataError(f"{source}: {path} is a loading-script dataset, which datasets 4 and later refuse; "
-                            "point at a parquet copy of it (see the README's hf: aliases)") from None
+            raise DataError(
+                f"{source}: {path} is a loading-script dataset, which datasets 4 and later refuse; "
+                "point at a parquet copy of it (see the README's hf: aliases)"
+            ) from None
         raise DataError(f"{source} [{language}/{split}]: {type(e).__name__}: {message}") from None
 
 
@@ -251,11 +273,14 @@ def _hf_task(source: str, language: str, split: str) -> list[dict]:
     dataset = _hf_load(source, language, halved or HF_SPLITS.get(split, split), streaming=False)
     columns = set(dataset.column_names)
     if {"context", "question", "answers"} <= columns:
-        rows = [{"id": str(x.get("id", i)), "context": x["context"], "question": x["question"],
-                 "answers": _answers(x["answers"])} for i, x in enumerate(dataset)]
+        rows = [
+            {"id": str(x.get("id", i)), "context": x["context"], "question": x["question"], "answers": _answers(x["answers"])}
+            for i, x in enumerate(dataset)
+        ]
         return [r for r in rows if _dev_half(r["id"]) == (split == "dev")] if halved else rows
-    first, second = next(((a, b) for a, b in PAIR_COLUMNS if a in columns and b in columns),
-                         ("text" if "text" in columns else "sentence", None))
+    first, second = next(
+        ((a, b) for a, b in PAIR_COLUMNS if a in columns and b in columns), ("text" if "text" in columns else "sentence", None)
+    )
     if first not in columns or "label" not in columns:
         raise DataError(f"{source} [{language}/{split}]: no text/label columns in {sorted(columns)}")
     label_feature = dataset.features["label"]
@@ -290,6 +315,7 @@ def _hf_corpus(source: str, language: str, max_docs: int | None) -> list[str]:
 
 # --- the interface -----------------------------------------------------------------------------
 
+
 def read_corpus(source: str, language: str, max_docs: int | None = None) -> list[str]:
     """Documents of one language, reading no further than max_docs (the run's token budget)."""
     if cipher.is_cipher(language):
@@ -305,8 +331,7 @@ def read_corpus(source: str, language: str, max_docs: int | None = None) -> list
     return docs
 
 
-def read_task(source: str, language: str, split: str,
-              labels: Collection[str] | None = None) -> list[dict]:
+def read_task(source: str, language: str, split: str, labels: Collection[str] | None = None) -> list[dict]:
     """Rows {"text", "label"[, "text_pair"]} of one split, or QA rows {"id", "context", "question",
     "answers"} (see is_qa).
 
@@ -326,21 +351,18 @@ def read_task(source: str, language: str, split: str,
         if re.search(r"\.json(\.gz|\.xz)?$", where):
             numbered = _squad_rows(where)
         else:
-            numbered = [(f"{where}:{n}", _task_row(line, f"{where}:{n}"))
-                        for n, line in enumerate(_lines(where), 1) if line.strip()]
+            numbered = [(f"{where}:{n}", _task_row(line, f"{where}:{n}")) for n, line in enumerate(_lines(where), 1) if line.strip()]
     if not numbered:
         raise DataError(f"{where}: empty split")
     if labels is not None:
         for at, row in numbered:
             if row["label"] not in labels:
-                raise DataError(f"{at}: label {row['label']!r} not among the training labels "
-                                f"{sorted(labels)}")
+                raise DataError(f"{at}: label {row['label']!r} not among the training labels {sorted(labels)}")
     return [row for _, row in numbered]
 
 
 def _enciphered(row: dict) -> dict:
-    out = {**row, **{k: cipher.encipher(row[k]) for k in ("text", "text_pair", "context", "question")
-                     if row.get(k) is not None}}
+    out = {**row, **{k: cipher.encipher(row[k]) for k in ("text", "text_pair", "context", "question") if row.get(k) is not None}}
     if "answers" in row:
         out["answers"] = {**row["answers"], "text": [cipher.encipher(t) for t in row["answers"]["text"]]}
     return out

@@ -6,6 +6,7 @@ database (`/usr/share/dictd/freedict-eng-deu.index` + `.dict.dz`, a gzip-compati
 index points into). No maintained Python package reads dictd entries into word pairs, so this does:
 single-word headwords and single-word translations only (WECHSEL maps words, not phrases).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -17,11 +18,41 @@ DICTD_DIR = Path(os.environ.get("MINIMODEL_DICTD") or "/usr/share/dictd")
 # The languages Debian has FreeDict dictionaries of with English (bookworm), by the ISO 639-3 code
 # FreeDict names them with, keyed by the two-letter code a sweep uses.
 ISO3 = {
-    "af": "afr", "ar": "ara", "bg": "bul", "cs": "ces", "cy": "cym", "da": "dan", "de": "deu", "el": "ell",
-    "eo": "epo", "es": "spa", "fi": "fin", "fr": "fra", "ga": "gle", "hi": "hin", "hr": "hrv", "hu": "hun",
-    "id": "ind", "is": "isl", "it": "ita", "ja": "jpn", "ku": "kur", "la": "lat", "lt": "lit", "nl": "nld",
-    "no": "nor", "nb": "nor", "pl": "pol", "pt": "por", "ru": "rus", "sk": "slk", "sl": "slv", "sr": "srp",
-    "sv": "swe", "sw": "swh", "tr": "tur",
+    "af": "afr",
+    "ar": "ara",
+    "bg": "bul",
+    "cs": "ces",
+    "cy": "cym",
+    "da": "dan",
+    "de": "deu",
+    "el": "ell",
+    "eo": "epo",
+    "es": "spa",
+    "fi": "fin",
+    "fr": "fra",
+    "ga": "gle",
+    "hi": "hin",
+    "hr": "hrv",
+    "hu": "hun",
+    "id": "ind",
+    "is": "isl",
+    "it": "ita",
+    "ja": "jpn",
+    "ku": "kur",
+    "la": "lat",
+    "lt": "lit",
+    "nl": "nld",
+    "no": "nor",
+    "nb": "nor",
+    "pl": "pol",
+    "pt": "por",
+    "ru": "rus",
+    "sk": "slk",
+    "sl": "slv",
+    "sr": "srp",
+    "sv": "swe",
+    "sw": "swh",
+    "tr": "tur",
 }
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_TRANSLATION = re.compile(r'^("|\w+:)')  # quoted examples, Note:, Synonyms:, see:
@@ -47,10 +78,10 @@ def installed(language: str) -> list[Path]:
     if found:
         return found
     if not packages(language):
-        raise DictionaryError(f"FreeDict has no English dictionary for {language}; give a file of "
-                              "'english<TAB>word' lines as trial.adapt.dictionary")
-    raise DictionaryError(f"no English-{language} FreeDict dictionary in {DICTD_DIR}: "
-                          f"apt-get install {' or '.join(packages(language))}")
+        raise DictionaryError(
+            f"FreeDict has no English dictionary for {language}; give a file of 'english<TAB>word' lines as trial.adapt.dictionary"
+        )
+    raise DictionaryError(f"no English-{language} FreeDict dictionary in {DICTD_DIR}: apt-get install {' or '.join(packages(language))}")
 
 
 def word_pairs(index: Path) -> list[tuple[str, str]]:
@@ -66,7 +97,7 @@ def word_pairs(index: Path) -> list[tuple[str, str]]:
         if where in seen:  # several headwords can point at one entry
             continue
         seen.add(where)
-        entry = text[where[0]:where[0] + where[1]].decode("utf-8", errors="replace").splitlines()
+        entry = text[where[0] : where[0] + where[1]].decode("utf-8", errors="replace").splitlines()
         headword = re.split(r" /| <", entry[0])[0].strip() if entry else ""
         if " " in headword or not any(c.isalpha() for c in headword):
             continue

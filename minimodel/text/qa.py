@@ -11,6 +11,7 @@ scored by qa_metric (MLQA's exact match and F1).
 The functions mirror minimodel.text.tasks (classification), so that the fine-tune and adapt stages serve
 both kinds of task: FOLDER, METRICS, new_model, load, train_set, eval_set, evaluate, floor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,15 @@ def windows(tokenizer: PreTrainedTokenizerBase, items: list[dict], seq_len: int,
     """Every question's windows over its context (`language` is for scoring; predictions need none).
     Questions longer than half of seq_len are cut there, so that each window keeps room for context."""
     questions = [_clip(tokenizer, x["question"].lstrip(), seq_len // 2) for x in items]
-    enc = tokenizer(questions, [x["context"] for x in items], truncation="only_second", max_length=seq_len,
-                    stride=seq_len // 4, return_overflowing_tokens=True, return_offsets_mapping=True)
+    enc = tokenizer(
+        questions,
+        [x["context"] for x in items],
+        truncation="only_second",
+        max_length=seq_len,
+        stride=seq_len // 4,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     keep = [k for k in ("input_ids", "token_type_ids") if k in enc]
     features, offsets = [], []
     for w in range(len(enc["input_ids"])):
@@ -96,19 +104,22 @@ def _span(offsets: list[tuple[int, int] | None], start: int, end: int) -> tuple[
     return first, max(first, last)
 
 
-def eval_set(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, source: str, language: str, split: str,
-             n: int, seq_len: int) -> Windows:
+def eval_set(
+    tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, source: str, language: str, split: str, n: int, seq_len: int
+) -> Windows:
     """A fixed sample of n questions of a split (all when n is 0), in windows."""
     items = data.read_task(source, language, split)
     if not data.is_qa(items):
-        raise data.DataError(f"{source} [{language}/{split}]: not QA rows (context, question, answers), "
-                             "but the fine-tuned model is a QA model")
+        raise data.DataError(
+            f"{source} [{language}/{split}]: not QA rows (context, question, answers), but the fine-tuned model is a QA model"
+        )
     return windows(tokenizer, data.sample(items, n), seq_len, language)
 
 
 @torch.no_grad()
-def predict(model: PreTrainedModel, w: Windows, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
-            precision: str = "auto") -> list[dict]:
+def predict(
+    model: PreTrainedModel, w: Windows, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64, precision: str = "auto"
+) -> list[dict]:
     """Per question: {"answer", "start", "end", "score"}: the best span over its windows (character
     offsets into its context; the score is start + end logit)."""
     model.eval()
@@ -129,8 +140,9 @@ def predict(model: PreTrainedModel, w: Windows, tokenizer: PreTrainedTokenizerBa
     return best
 
 
-def _best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor,
-                offsets: list[list[tuple[int, int] | None]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _best_spans(
+    start_logits: torch.Tensor, end_logits: torch.Tensor, offsets: list[list[tuple[int, int] | None]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(score, start, end) of the best valid span of each window in a batch."""
     size, length = start_logits.shape
     inside = torch.zeros(size, length, dtype=torch.bool)
@@ -144,8 +156,7 @@ def _best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor,
     return score, flat // length, flat % length
 
 
-def evaluate(model: PreTrainedModel, w: Windows, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
-             precision: str = "auto") -> dict:
+def evaluate(model: PreTrainedModel, w: Windows, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64, precision: str = "auto") -> dict:
     """F1 (as `accuracy`) and exact match, 0-1, with the normalisation of the windows' language."""
     predictions = [p["answer"] for p in predict(model, w, tokenizer, batch_size, precision)]
     return qa_metric.scores(predictions, [x["answers"]["text"] for x in w.items], w.language)

@@ -7,6 +7,7 @@ For English this is SQuAD v1.1's evaluation (which removes ASCII punctuation onl
 does not list have no articles removed. A cipher language's articles are its base language's,
 enciphered, so the control is scored exactly like the language it copies.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,13 @@ def _is_punctuation(char: str) -> bool:
 
 def _is_cjk(char: str) -> bool:
     code = ord(char)
-    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF
-            or 0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F)
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0x20000 <= code <= 0x2A6DF
+        or 0xF900 <= code <= 0xFAFF
+        or 0x2F800 <= code <= 0x2FA1F
+    )
 
 
 def tokens(text: str, language: str) -> list[str]:
@@ -69,5 +75,7 @@ def f1(prediction: str, golds: list[str], language: str) -> float:
 def scores(predictions: list[str], golds: list[list[str]], language: str) -> dict:
     """{"accuracy": mean F1, "exact_match": mean EM}, both 0-1: F1 is the QA frontier's accuracy axis."""
     n = len(predictions)
-    return {"accuracy": round(sum(f1(p, g, language) for p, g in zip(predictions, golds)) / n, 4),
-            "exact_match": round(sum(exact_match(p, g, language) for p, g in zip(predictions, golds)) / n, 4)}
+    return {
+        "accuracy": round(sum(f1(p, g, language) for p, g in zip(predictions, golds)) / n, 4),
+        "exact_match": round(sum(exact_match(p, g, language) for p, g in zip(predictions, golds)) / n, 4),
+    }

@@ -5,6 +5,7 @@ This module is sequence classification (single sentences or pairs); minimodel.te
 with the same functions (FOLDER, METRICS, new_model, load, train_set, eval_set, evaluate, floor),
 so that the pipeline's stages serve both kinds of task.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -31,8 +32,7 @@ def encode(tokenizer: PreTrainedTokenizerBase, items: list[dict], labels: list[s
     """
     index = {name: i for i, name in enumerate(labels)}
     pairs = [x.get("text_pair") for x in items]
-    enc = tokenizer([x["text"] for x in items], pairs if any(p is not None for p in pairs) else None,
-                    truncation=True, max_length=seq_len)
+    enc = tokenizer([x["text"] for x in items], pairs if any(p is not None for p in pairs) else None, truncation=True, max_length=seq_len)
     keep = [k for k in ("input_ids", "token_type_ids") if k in enc]
     return [{**{k: enc[k][i] for k in keep}, "labels": index[x["label"]]} for i, x in enumerate(items)]
 
@@ -42,8 +42,9 @@ def collate(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict]:
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=16, return_tensors="pt")
 
 
-def task_batches(encoded: list[dict], tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int,
-                 rank: int = 0, world: int = 1) -> Callable[[int], dict]:
+def task_batches(
+    encoded: list[dict], tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int, rank: int = 0, world: int = 1
+) -> Callable[[int], dict]:
     """batch_at(i): a pure function of (seed, i, rank), like the MLM batches."""
     pad = collate(tokenizer)
 
@@ -80,8 +81,9 @@ def train_set(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, items:
     return encode(tokenizer, items, labels(model), seq_len)
 
 
-def eval_set(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, source: str, language: str, split: str,
-             n: int, seq_len: int) -> list[dict]:
+def eval_set(
+    tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, source: str, language: str, split: str, n: int, seq_len: int
+) -> list[dict]:
     """A fixed sample of n rows of a split (all when n is 0), encoded; a label the model does not
     know is a DataError naming its row."""
     names = labels(model)
@@ -94,8 +96,9 @@ def floor(encoded: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: PreTrainedModel, encoded: list[dict], tokenizer: PreTrainedTokenizerBase,
-             batch_size: int = 64, precision: str = "auto") -> dict:
+def evaluate(
+    model: PreTrainedModel, encoded: list[dict], tokenizer: PreTrainedTokenizerBase, batch_size: int = 64, precision: str = "auto"
+) -> dict:
     """Accuracy and macro-F1 (over the classes present in gold or predictions); the forward under `precision`."""
     model.eval()
     pad, dev = collate(tokenizer), next(model.parameters()).device

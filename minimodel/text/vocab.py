@@ -1,4 +1,5 @@
 """A new language's tokenizer, of the same kind as the source's, and its overlap with the source vocabulary."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,7 @@ def train_tokenizer(source: PreTrainedTokenizerBase, texts: Iterable[str], vocab
     """
     target = canonical(source.train_new_from_iterator(texts, vocab_size, show_progress=False))
     if target.pad_token_id != source.pad_token_id:
-        raise ValueError(
-            f"the target tokenizer put {target.pad_token} at id {target.pad_token_id}, the source at {source.pad_token_id}"
-        )
+        raise ValueError(f"the target tokenizer put {target.pad_token} at id {target.pad_token_id}, the source at {source.pad_token_id}")
     return target
 
 
