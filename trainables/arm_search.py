@@ -112,6 +112,18 @@ class ArmSearch(Searcher):
             self.__dict__.update(pickle.load(f))
 
 
+def asha_scheduler(asha: dict) -> ASHAScheduler:
+    """ASHA on the spec's time attribute (adaptation FLOPs), keeping the trials of best dev accuracy."""
+    return ASHAScheduler(
+        time_attr=asha["time_attr"],
+        metric="accuracy",
+        mode="max",
+        max_t=asha["max_t"],
+        grace_period=asha["grace_period"],
+        reduction_factor=asha["reduction_factor"],
+    )
+
+
 class ArmASHA(FIFOScheduler):
     """One ASHAScheduler per (arm, language): a trial competes at each rung with its own group only."""
 
@@ -123,15 +135,7 @@ class ArmASHA(FIFOScheduler):
     def _of(self, trial) -> ASHAScheduler:
         group = group_of(trial.config)
         if group not in self.schedulers:
-            a = self.asha
-            self.schedulers[group] = ASHAScheduler(
-                time_attr=a["time_attr"],
-                metric="accuracy",
-                mode="max",
-                max_t=a["max_t"],
-                grace_period=a["grace_period"],
-                reduction_factor=a["reduction_factor"],
-            )
+            self.schedulers[group] = asha_scheduler(self.asha)
         return self.schedulers[group]
 
     def set_search_properties(self, metric, mode, **spec) -> bool:

@@ -13,7 +13,6 @@ import itertools
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
@@ -96,15 +95,7 @@ def build(spec: Spec, name: str, cache_dir: str, storage_path: str, sweep: Sweep
     if spec.asha and spec.tune:
         scheduler = arm_search.ArmASHA(spec.asha)
     elif spec.asha:
-        a = spec.asha
-        scheduler = ASHAScheduler(
-            time_attr=a["time_attr"],
-            metric="accuracy",
-            mode="max",
-            max_t=a["max_t"],
-            grace_period=a["grace_period"],
-            reduction_factor=a["reduction_factor"],
-        )
+        scheduler = arm_search.asha_scheduler(spec.asha)
     grid = spec.search_alg == "grid"
     return tune.Tuner(
         trainable(spec, cache_dir, storage_path, sweep),
