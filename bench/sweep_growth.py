@@ -43,7 +43,7 @@ from tests import postgres  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.synthetic import write_language  # noqa: E402
 from tests.test_sweep import TINY  # noqa: E402
-from tests.test_tracking import start_server, stop_server  # noqa: E402
+from tests.mlflow_server import start_server, stop_server  # noqa: E402
 from trainables import tracking, trial  # noqa: E402
 
 BIN = Path(sys.executable).parent

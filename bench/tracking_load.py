@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tests import postgres  # noqa: E402
 from tests.ports import free_port  # noqa: E402
-from tests.test_tracking import start_server, stop_server  # noqa: E402
+from tests.mlflow_server import start_server, stop_server  # noqa: E402
 from trainables import tracking  # noqa: E402
 
 EVALUATIONS = 20  # paper.yaml's evaluations per trial
