@@ -24,10 +24,11 @@ demo: install
 system:
 	bash scripts/install_system_packages.sh
 
-# Two pytest workers, a test file each (its module fixtures built once): most tests wait on processes,
-# servers and clusters they start, so two keep both cores busy.
+# Two pytest workers, a test file each (its module fixtures built once), in collection order (the
+# longest files first: tests/conftest.py): most tests wait on processes, servers and clusters they
+# start, so two keep both cores busy.
 SOURCES := minimodel trainables tests scripts bench/*.py
-PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test: install system
 	$(PYTEST) --durations=20

@@ -23,6 +23,17 @@ torch.set_num_threads(1)  # tiny models: one thread is fastest, and 2-core CI ru
 from tests.synthetic import corpus_lines, write_language  # noqa: E402
 
 
+# The files that take longest, longest first: `make test`'s two workers take files in collection order,
+# so the long poles start at once instead of last (xdist's own order, by test count, started the
+# cluster file last and left one worker idle for its whole length).
+LONGEST_FIRST = ["test_cluster.py", "test_faults.py", "test_ui.py", "test_sweep.py", "test_toy_source.py", "test_tune.py"]
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+
+
 @pytest.fixture(scope="session")
 def english_lines() -> list[str]:
     return corpus_lines(2000, seed=1)
