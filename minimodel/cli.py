@@ -174,8 +174,8 @@ def cmd_frontier(args: argparse.Namespace) -> None:
 
         if args.spec or args.experiment or args.run_id:
             raise SpecError("frontier --points: reads everything from the file; give no SPEC, --experiment or --run-id")
-        table = frontier_report.read_evaluations(args.points)
-        folder = Path("frontier") / "points" / Path(args.points).resolve().parent.name
+        table = frontier_report.read_all_evaluations(args.points)
+        folder = Path("frontier") / "points" / "+".join(Path(p).resolve().parent.name for p in args.points)
         folder /= frontier_report.tolerance_folder(args.tolerance) or ""
         frontier_report.report(table, args.out or folder, args.tolerance)
         return
@@ -278,7 +278,11 @@ def parser() -> argparse.ArgumentParser:
     front.add_argument("--tracking-uri", help="default: the spec's, else sqlite:///./mlflow.db")
     front.add_argument("--run-id", help="parent run of the sweep (default: the latest)")
     front.add_argument(
-        "--points", metavar="FILE", help="recompute the frontier from an evaluations.csv (written beside every frontier), without MLflow"
+        "--points",
+        metavar="FILE",
+        nargs="+",
+        help="recompute the frontier from evaluations.csv files (written beside every frontier), without MLflow; "
+        "several are read as one study",
     )
     front.add_argument("--out", help="folder for frontier.csv, frontier.md, frontier.png, evaluations.csv")
     front.add_argument(

@@ -659,6 +659,25 @@ def test_frontier_from_mlflow_equals_frontier_from_its_evaluations_csv(tmp_path,
     assert (tmp_path / "again" / "evaluations.csv").read_text() == (tmp_path / "from-mlflow" / "evaluations.csv").read_text()
 
 
+def test_a_study_run_one_language_at_a_time_reads_as_one_study(tmp_path, capsys):
+    """Each language's sweep writes its own evaluations.csv; `--points` over all of them gives the
+    frontier of the whole study (one Holm family, the pooled ratio), and a file given twice is refused."""
+    from minimodel import cli
+    from minimodel.experiment import frontier_report
+
+    table = sweep_table()
+    whole = frontier_report.write(table, tmp_path / "whole")
+    files = [frontier_report.write(part, tmp_path / language).evaluations for language, part in table.groupby("language")]
+    cli.main(["frontier", "--points", *map(str, files), "--out", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "frontier.csv").read_text() == whole.csv.read_text()
+    assert whole.summary["pooled_ratio"].notna().any()  # pooled over languages: needs both files
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        cli.main(["frontier", "--points", str(files[0]), str(files[0]), "--out", str(tmp_path / "twice")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and len(err) == 1 and f"is also in {files[0]}" in err[0]
+
+
 @pytest.mark.parametrize(
     "content, expected",
     [

@@ -350,3 +350,17 @@ def read_evaluations(path: str | Path) -> pd.DataFrame:
         table[column] = values
     table["seed"] = table["seed"].astype(int)
     return table
+
+
+def read_all_evaluations(paths: list[str | Path]) -> pd.DataFrame:
+    """Several sweeps' evaluations.csv files as one table, so a study run one language at a time is
+    read (targets, pooled ratio, Holm over every comparison) as the one study it is; a trial found in
+    two files is refused, since it would count twice."""
+    tables = [read_evaluations(path) for path in paths]
+    seen: dict[str, str | Path] = {}
+    for path, table in zip(paths, tables):
+        for run_id in table["run_id"].unique():
+            if run_id in seen:
+                raise DataError(f"--points {path}: trial {run_id} is also in {seen[run_id]}; give each sweep's file once")
+            seen[run_id] = path
+    return pd.concat(tables, ignore_index=True)
