@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from minimodel.experiment.arms import STANDARD
+
 MATCH_TOLERANCE = 0.01  # one accuracy point below the baseline's plateau counts as matching it
 RISE_STANDARD_ERRORS = 2.0  # one seed: a baseline must rise this many standard errors of one dev evaluation
 REACH_SLACK = 1e-9  # an accuracy that equals the target up to float rounding has reached it
@@ -468,7 +470,7 @@ def reading_order(item: tuple[tuple[str, str, str], Arm]) -> tuple:
     """Plain standard's comparisons first, each baseline before the arms measured against it."""
     (language, condition, name), arm = item
     baseline = arm.first["baseline"]
-    return language, condition, baseline != "standard", baseline, name != baseline, name
+    return language, condition, baseline != STANDARD, baseline, name != baseline, name
 
 
 def _final_test(arm: Arm) -> np.ndarray:
@@ -506,7 +508,7 @@ def _row(arm: Arm, target: float, base: Arm | None, standard: Arm | None, standa
         if base is not arm:
             dev = equivalence(np.subtract(*_pairs(arm, arm.plateaus, base, base.plateaus)), tolerance)
             on_test = equivalence(np.subtract(*_pairs(arm, _final_test(arm), base, _final_test(base))), tolerance)
-    if first["baseline"] == "standard":
+    if first["baseline"] == STANDARD:
         vs = ratio
     elif standard is not None and rise(standard, per_run["dev_items"]).real:
         vs = compare(standard, arm, standard_target)
@@ -643,9 +645,7 @@ def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataF
         group = {a: other for (lang, cond, a), other in arms.items() if (lang, cond) == (language, condition)}
         targets = {a: float(other.plateaus.mean()) - tolerance for a, other in group.items()}
         baseline = arm.first["baseline"]
-        rows.append(
-            _row(arm, targets.get(baseline, NAN), group.get(baseline), group.get("standard"), targets.get("standard", NAN), tolerance)
-        )
+        rows.append(_row(arm, targets.get(baseline, NAN), group.get(baseline), group.get(STANDARD), targets.get(STANDARD, NAN), tolerance))
     result = _totals(_claims(pd.DataFrame(rows)))
     return result[SUMMARY_COLUMNS]
 

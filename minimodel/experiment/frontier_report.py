@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from minimodel.experiment import frontier
+from minimodel.experiment.arms import STANDARD
 from minimodel.text.data import DataError
 
 
@@ -134,7 +135,7 @@ def _cells(row: pd.Series, shared: list[str]) -> list[str]:
         _difference(row, "matches_dev"),
         _difference(row, "matches_test"),
         ""
-        if row["baseline"] == "standard"
+        if row["baseline"] == STANDARD
         else _times(row["vs_standard"], row["vs_standard_lo"], row["vs_standard_hi"], row["vs_standard_censored"]),
         "; ".join(part for part in row["note"].split("; ") if part and part not in shared),
     ]
