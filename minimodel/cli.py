@@ -173,7 +173,7 @@ def cmd_frontier(args: argparse.Namespace) -> None:
         from minimodel.experiment import frontier_report
 
         if args.spec or args.experiment or args.run_id:
-            raise SpecError("frontier --points: reads everything from the file; give no SPEC, --experiment or --run-id")
+            raise SpecError("frontier --points: reads everything from the files; give no SPEC, --experiment or --run-id")
         table = frontier_report.read_all_evaluations(args.points)
         folder = Path("frontier") / "points" / "+".join(Path(p).resolve().parent.name for p in args.points)
         folder /= frontier_report.tolerance_folder(args.tolerance) or ""
