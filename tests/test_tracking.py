@@ -152,3 +152,35 @@ def test_local_sqlite_store_puts_artifacts_under_storage(tmp_path, monkeypatch):
     assert not (tmp_path / "mlruns").exists()
     with pytest.raises(tracking.TrackingError, match="does not exist"):
         tracking.check_reachable(f"sqlite:///{tmp_path}/missing/mlflow.db")
+
+
+def test_a_frontier_table_too_long_for_a_description_keeps_whole_languages_and_links_the_rest(mlflow_server, tmp_path):
+    from minimodel.experiment import frontier, frontier_report
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+    from tests.test_frontier import FAST, STANDARD, rows, run
+    from trainables import mlflow_view
+
+    languages = [f"l{i:02d}" for i in range(24)]  # a cluster sweep's worth: some 20 languages
+    table = rows(
+        *[
+            run(f"{arm}-{lang}", arm, curve, language=lang)
+            for lang in languages
+            for arm, curve in [("standard", STANDARD), ("minipost k=1", FAST)]
+        ]
+    )
+    markdown = frontier_report.format_markdown(frontier.summary(table))
+    assert len(markdown) > MAX_TAG_VAL_LENGTH
+    sweep = tracking.start_sweep(mlflow_server["uri"], "long-description", str(tmp_path), {"search_alg": "grid"})
+    mlflow_view.describe_sweep(sweep, markdown, tmp_path / "frontier.png", tmp_path / "frontier.md")
+    note = sweep.client().get_run(sweep.run_id).data.tags[mlflow_view.NOTE_TAG]
+    assert len(note) <= MAX_TAG_VAL_LENGTH and note.startswith("![frontier plot](get-artifact?path=frontier.png&")
+    assert note.endswith(f"[the whole table](get-artifact?path=frontier.md&run_uuid={sweep.run_id}) (frontier.md in this run's artifacts).")
+    shown = [lang for lang in languages if f"**{lang} / " in note]
+    assert shown == languages[: len(shown)] and len(shown) >= 5  # the first languages, none cut off
+    for block in note.split("\n\n**")[1:]:
+        table_lines = block.split("\n\n")[1].splitlines()
+        assert len(table_lines) == 4 and all(
+            line.startswith("| ") and line.endswith(" |") for line in table_lines
+        )  # header, rule, two arms
+    short = frontier_report.format_markdown(frontier.summary(table[table["language"] == "l00"]))
+    assert mlflow_view.description("![plot](p)", short, "rest") == f"![plot](p)\n\n{short}"  # what fits is shown whole

@@ -12,11 +12,12 @@ says what the UI reads and how it was checked.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlflow.utils.validation import MAX_EXPERIMENT_TAG_VAL_LENGTH
+from mlflow.utils.validation import MAX_EXPERIMENT_TAG_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 if TYPE_CHECKING:  # tracking logs language_metric: no import cycle at run time
     from trainables.tracking import SweepRun
@@ -110,7 +111,22 @@ def url(base: str, sweep: SweepRun) -> str:
     )
 
 
-def describe_sweep(sweep: SweepRun, markdown: str, plot: Path) -> None:
+def description(image: str, markdown: str, rest: str, limit: int = MAX_TAG_VAL_LENGTH) -> str:
+    """The plot, then the table's leading blocks (a language's header with its whole table) that fit
+    in MLflow's tag limit, then `rest` (where the full table is) if any were left out: MLflow itself
+    would cut the text at the limit, mid-row."""
+    blocks = re.split(r"\n\n(?=\*\*)", markdown)
+    for count in range(len(blocks), -1, -1):
+        text = "\n\n".join([image, *blocks[:count], *([rest] if count < len(blocks) else [])])
+        if len(text) <= limit:
+            return text
+    return image
+
+
+def describe_sweep(sweep: SweepRun, markdown: str, plot: Path, table: Path) -> None:
     """The sweep run's description: the frontier plot (served from its artifacts), then the table."""
-    image = f"![frontier plot](get-artifact?path={plot.name}&run_uuid={sweep.run_id})"
-    sweep.client().set_tag(sweep.run_id, NOTE_TAG, f"{image}\n\n{markdown}")
+    link = f"get-artifact?path={{}}&run_uuid={sweep.run_id}"
+    image = f"![frontier plot]({link.format(plot.name)})"
+    whole = f"[the whole table]({link.format(table.name)}) ({table.name} in this run's artifacts)"
+    rest = f"The other languages' tables do not fit in a description: {whole}."
+    sweep.client().set_tag(sweep.run_id, NOTE_TAG, description(image, markdown, rest))

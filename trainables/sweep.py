@@ -265,4 +265,4 @@ def report_frontier(
     folder = frontier_report.tolerance_folder(tolerance)
     tracking.log_artifacts(sweep, files.paths, folder=folder)
     if folder is None:  # the sweep's own tolerance
-        mlflow_view.describe_sweep(sweep, frontier_report.format_markdown(files.summary), files.plot)
+        mlflow_view.describe_sweep(sweep, frontier_report.format_markdown(files.summary), files.plot, files.markdown)
