@@ -719,3 +719,21 @@ def test_the_pooled_ratio_is_stratified_by_language():
     assert s["compute_to_match"].notna().all() and s["compute_to_match"].nunique() == 2
     assert s["pooled_ratio"].iloc[0] == pytest.approx(np.sqrt(np.prod(s["compute_to_match"])))
     assert "compute_to_match pooled over them (stratified by language)" in frontier_report.format_table(result)
+
+
+def test_a_note_that_holds_for_a_baseline_s_rows_is_printed_once_in_the_header():
+    """The demo's German: neither standard nor standard-through-joint rises, each a note of its own."""
+    joint = "standard (joint k=2)"
+    flat = [(0, 0.4), (1e12, 0.4), (2e12, 0.4), (3e12, 0.4)]
+    table = rows(
+        *(
+            run(f"{arm}{seed}", arm, flat, seed=seed, baseline=base)
+            for seed in range(2)
+            for arm, base in [("standard", "standard"), ("minipost k=2", "standard"), (joint, joint), ("minijoint k=2", joint)]
+        )
+    ).assign(dev_items=300)
+    text = frontier_report.format_table(frontier.summary(table))
+    header = text.splitlines()[0]
+    for arm in ("standard", joint):
+        note = f"{arm} rises 0.0 points (last 3 evaluations over step 0)"
+        assert note in header and text.count(note) == 1, text

@@ -75,12 +75,15 @@ def _span(values: pd.Series) -> str:
 
 
 def _shared_notes(rows: pd.DataFrame) -> list[str]:
-    """The parts of a note every row of a (language, condition) carries: said once, in its header."""
-    parts = [set(filter(None, note.split("; "))) for note in rows["note"]]
-    if len(parts) < 2:
-        return []
-    common = set.intersection(*parts)
-    return [part for part in rows["note"].iloc[0].split("; ") if part in common]
+    """The parts of a note that every row measured against one baseline carries (its rise, its seeds
+    short of the target): said once, in the (language, condition)'s header."""
+    shared: list[str] = []
+    for _, same in rows.groupby("baseline", sort=False):
+        parts = [set(filter(None, note.split("; "))) for note in same["note"]]
+        if len(parts) >= 2:
+            common = set.intersection(*parts)
+            shared += [part for part in same["note"].iloc[0].split("; ") if part in common and part not in shared]
+    return shared
 
 
 def _header(rows: pd.DataFrame) -> str:
