@@ -6,6 +6,7 @@ import json
 import time
 import urllib.request
 
+import pandas as pd
 import pytest
 
 from trainables import tracking
@@ -184,3 +185,24 @@ def test_a_frontier_table_too_long_for_a_description_keeps_whole_languages_and_l
         )  # header, rule, two arms
     short = frontier_report.format_markdown(frontier.summary(table[table["language"] == "l00"]))
     assert mlflow_view.description("![plot](p)", short, "rest") == f"![plot](p)\n\n{short}"  # what fits is shown whole
+
+
+def test_the_frontier_reads_the_same_points_from_a_database_and_from_a_server(mlflow_server, tmp_path):
+    """read_points queries a database store directly and a server through its bulk endpoint, in parallel."""
+
+    def log(uri: str) -> pd.DataFrame:
+        sweep = tracking.start_sweep(uri, "same-points", str(tmp_path / "runs"), {})
+        for seed in range(3):
+            tags = {"kind": "trial", "key": f"t{seed}", "method": "standard", "language": "de", "arm": "standard", "seed": str(seed)}
+            run = tracking.start_child(sweep, f"t{seed}", tags, {})
+            for step in range(4):
+                point = {"step": 10 * step, "accuracy": 0.3 + 0.01 * step + seed / 100, "flops": 1e12 * step, "test_accuracy": 0.2}
+                tracking.log_point(sweep, run, {**point, **({"macro_f1": 0.1} if step % 2 else {})})
+            tracking.log_metrics(sweep, run, {"english_accuracy": 0.8, "dev_items": 460.0})
+            tracking.end_run(sweep, run)
+        return tracking.read_points(sweep).drop(columns="run_id").sort_values(["seed", "step"], ignore_index=True)
+
+    local, served = log(f"sqlite:///{tmp_path}/mlflow.db"), log(mlflow_server["uri"])
+    assert len(local) == 12 and list(local["step"][:4]) == [0, 10, 20, 30]
+    assert local["macro_f1"].isna().sum() == 6 and (local["english_accuracy"] == 0.8).all()  # a point without it: NaN
+    pd.testing.assert_frame_equal(local, served)
