@@ -27,12 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the synthetic data
 
 from tests.synthetic import write_language  # noqa: E402
-from tests.test_sweep import TINY  # noqa: E402
+from tests.test_faults import fault_spec  # noqa: E402
 
 IMPORTS = "import torch, transformers, mlflow, ray.train.torch, ray.tune; from transformers import BertForMaskedLM; import minimodel.cli"
 
@@ -40,31 +38,9 @@ IMPORTS = "import torch, transformers, mlflow, ray.train.torch, ray.tune; from t
 def tiny_sweep(root: Path) -> list[str]:
     """A `minimodel sweep` of 3 tiny trials (stages and trials computed each time from an empty store)."""
     write_language(root / "data")
-    data = root / "data"
-    trial = {
-        **TINY,
-        "data": {
-            **TINY["data"],
-            "source_corpus": str(data / "corpus" / "{lang}.txt"),
-            "target_corpus": str(data / "corpus" / "{lang}.txt"),
-            "task": str(data / "task" / "{lang}" / "{split}.jsonl"),
-        },
-    }
-    spec = {
-        "name": "bytecode",
-        "storage": str(root / "runs"),
-        "tracking_uri": f"sqlite:///{root}/mlflow.db",
-        "trial": trial,
-        "languages": ["xx"],
-        "methods": ["standard"],
-        "search": {"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}},
-        "search_alg": "grid",
-        "max_concurrent": 2,
-        "resources": {"cpus": 1},
-        "stages": {"workers": 1, "cpus_per_worker": 1},
-    }
-    path = root / "bytecode.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = fault_spec(
+        {"root": root / "data"}, root, search={"adapt.lr": {"type": "choice", "values": [2e-3, 5e-3, 1e-2]}}, max_concurrent=2
+    )
     return [str(Path(sys.executable).parent / "minimodel"), "sweep", str(path)]
 
 
