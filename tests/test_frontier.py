@@ -329,6 +329,11 @@ def test_total_compute_and_break_even_from_the_sweep_s_own_languages():
     # a language without a measured saving leaves the break-even unknown, not extrapolated from the other
     s = frontier.summary(rows(*language("de", FAST), *language("fr", [(0, 0.3), (1e12, 0.4)])))
     assert s.loc[s["arm"] == "minipost k=1", "break_even_languages"].isna().all()
+    line = next(x for x in frontier_report.format_table(s).splitlines() if x.startswith("init=overlap / minipost k=1 over"))
+    assert line.endswith(  # said in words, not as dashes
+        "one-off 3.5e+12; no total: it needs every seed of both arms at the target in every language; "
+        "no break-even: a language without a saving; no pooled compute_to_match: a language without a ratio"
+    ), line
 
 
 def test_test_accuracy_at_the_chosen_point_is_interpolated():

@@ -150,23 +150,30 @@ def _number(x: float) -> str:
 
 def totals(summary: pd.DataFrame) -> list[str]:
     """Per (condition, arm) against a baseline: one-off plus adaptation FLOPs to the target over the
-    table's languages, the baseline's, and the break-even from the savings measured on them."""
+    table's languages, the baseline's, and the break-even from the savings measured on them; what
+    cannot be measured says why instead of printing dashes."""
     lines = []
     arms = summary[summary["arm"] != summary["baseline"]].drop_duplicates(["condition", "arm"])
     for _, row in arms.iterrows():
         languages = ", ".join(summary.loc[(summary["condition"] == row["condition"]) & (summary["arm"] == row["arm"]), "language"])
-        lines.append(
-            f"{row['condition'] or '-'} / {row['arm']} over {int(row['languages'])} languages ({languages}): "
-            f"one-off {_flops(row['one_off_flops'])} + adaptation = {_flops(row['total_flops'])} FLOPs "
-            f"against {row['baseline']}'s {_flops(row['baseline_total_flops'])} "
-            f"(total {_number(row['total_ratio'])}x); break-even after {_number(row['break_even_languages'])} languages"
-            + (
-                "; compute_to_match pooled over them (stratified by language) "
-                + _times(row["pooled_ratio"], row["pooled_lo"], row["pooled_hi"], row["pooled_censored"])
-                if row["languages"] > 1
-                else ""
+        parts = [f"one-off {_flops(row['one_off_flops'])}"]
+        if np.isfinite(row["total_flops"]) and np.isfinite(row["baseline_total_flops"]):
+            parts[0] += (
+                f" + adaptation = {_flops(row['total_flops'])} FLOPs against {row['baseline']}'s "
+                f"{_flops(row['baseline_total_flops'])} (total {_number(row['total_ratio'])}x)"
             )
-        )
+        else:
+            parts.append("no total: it needs every seed of both arms at the target in every language")
+        even = row["break_even_languages"]
+        parts.append(f"break-even after {_number(even)} languages" if not np.isnan(even) else "no break-even: a language without a saving")
+        if row["languages"] > 1:
+            pooled = _times(row["pooled_ratio"], row["pooled_lo"], row["pooled_hi"], row["pooled_censored"])
+            parts.append(
+                f"compute_to_match pooled over them (stratified by language) {pooled}"
+                if np.isfinite(row["pooled_ratio"])
+                else "no pooled compute_to_match: a language without a ratio"
+            )
+        lines.append(f"{row['condition'] or '-'} / {row['arm']} over {int(row['languages'])} languages ({languages}): " + "; ".join(parts))
     return lines
 
 
