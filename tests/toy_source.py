@@ -20,7 +20,8 @@ DATA = {"seq_len": 32, "max_docs": 3000}
 
 
 def source_config(corpus: str) -> dict:
-    """The scratch pretraining the asset comes from: fp32, so that it is the same on every CPU."""
+    """The scratch pretraining the asset comes from: fp32, so that no CPU's bf16 emulation enters it
+    (the same CPU rebuilds it exactly; tests/test_toy_source.py says how far another one moves it)."""
     from minimodel.experiment.config import trial_config
 
     return trial_config(
