@@ -54,7 +54,7 @@ def seconds(command: list[str], env: dict[str, str]) -> float:
 
 def compare(name: str, command: list[str], rounds: int, fresh: tuple[Path, ...] = ()) -> dict:
     """Median wall seconds of `command` with the venv's bytecode and without it, alternating; the
-    `fresh` folders are emptied before every run (a sweep's store: every run computes the same)."""
+    `fresh` paths are removed before every run (a sweep's store: every run computes the same)."""
     base = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "RAY_ADDRESS": "local", "TQDM_DISABLE": "1"}
     times: dict[str, list[float]] = {"compiled": [], "from_source": []}
     for _ in range(rounds):
