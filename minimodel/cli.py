@@ -160,6 +160,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def cmd_confirm(args: argparse.Namespace) -> None:
     """Phase 2 of a tuning spec: each arm's chosen config on fresh seeds, compared by the frontier."""
     spec = load_spec(args.spec, args.set)
+    from trainables import logs
+
+    logs.quiet_driver(args.verbose)  # before Ray is imported
     from trainables.confirm import run
 
     sys.exit(run(spec, args.seeds, args.from_run, resume=args.resume))
@@ -249,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a spec key, e.g. trial.adapt.steps=50 or search.adapt.depth.high=3 (YAML-typed)",
     )
+    verbose = dict(action="store_true", help="also print Ray's own INFO lines and known-harmless notices (kept in Ray's log files anyway)")
     validate = sub.add_parser("validate", help="check a sweep spec and say what it would run")
     validate.add_argument("spec", help="sweep YAML")
     validate.add_argument("--set", **overrides)
@@ -258,9 +262,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("spec", help="sweep YAML")
     sweep.add_argument("--set", **overrides)
     sweep.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this sweep")
-    sweep.add_argument(
-        "--verbose", action="store_true", help="also print Ray's own INFO lines and known-harmless notices (kept in Ray's log files anyway)"
-    )
+    sweep.add_argument("--verbose", **verbose)
     sweep.set_defaults(run=cmd_sweep)
 
     confirm = sub.add_parser("confirm", help="run a tuning sweep's chosen config per arm on fresh seeds, print the frontier")
@@ -269,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     confirm.add_argument("--seeds", type=int, default=3, help="how many fresh seeds (never used in tuning) per config")
     confirm.add_argument("--from", dest="from_run", metavar="RUN_ID", help="the tuning run (default: the latest finished)")
     confirm.add_argument("--resume", action="store_true", help="continue the latest unfinished confirm run")
+    confirm.add_argument("--verbose", **verbose)
     confirm.set_defaults(run=cmd_confirm)
 
     front = sub.add_parser("frontier", help="accuracy-vs-FLOPs frontier and compute-to-match of a sweep, from MLflow")

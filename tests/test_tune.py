@@ -6,6 +6,8 @@ a real local Ray, real Optuna and a real MLflow store, on the tiny scratch model
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,9 @@ from ray.tune.search import Searcher
 
 from minimodel import cli
 from minimodel.experiment.spec import SpecError, validate
+from tests.shell import user_env
 from tests.test_sweep import two_languages
+from tests.test_ui import NOISE
 from trainables import tuning
 from trainables.arm_search import ArmSearch, groups
 
@@ -185,10 +189,20 @@ def test_tune_then_confirm(ray_session, raw, tmp_path, capsys):
     picked = {t.info.run_id for t in trials} & set(chosen.values())
     assert len(picked) == 4  # one trial per arm and language
 
-    # phase 2: exactly the chosen configs, on seeds no tuning trial used, linked to the tuning run
-    assert run_cli("confirm", str(path), "--seeds", "1") == 0
-    out = capsys.readouterr().out
+    # phase 2: exactly the chosen configs, on seeds no tuning trial used, linked to the tuning run; run as
+    # a user runs it (its own process and local Ray), its terminal as quiet as the sweep's
+    done = subprocess.run(
+        [sys.executable, "-m", "minimodel.cli", "confirm", str(path), "--seeds", "1"],
+        env=user_env(RAY_ADDRESS="local"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
     assert "compute_to_match" in out and "fresh seeds [1]" in out
+    for noise in NOISE:
+        assert noise not in out, f"{noise!r} in confirm's output:\n{out}"
     (confirmed,) = client.search_runs([experiment], "tags.phase = 'confirm'")
     assert confirmed.data.tags["tuned_from"] == tuned.info.run_id
     reruns = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{confirmed.info.run_id}' and tags.kind = 'trial'")

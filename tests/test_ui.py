@@ -22,6 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.ports import free_port
+from tests.shell import user_env
 from tests.test_sweep import spec_path  # noqa: F401  (spec_path: a module fixture)
 
 pytestmark = pytest.mark.slow
@@ -59,10 +60,8 @@ NOISE = [
 def finished(spec_path) -> tuple[Path, str]:  # noqa: F811
     """A tiny sweep run by `minimodel sweep` in its own process (its own local Ray, under the caller's
     RAY_TMPDIR: a pytest folder makes Ray's socket paths too long): (spec, its stdout and stderr)."""
-    env = dict(os.environ)
-    env.pop("TQDM_DISABLE", None)  # the driver decides (no terminal here: no bars)
     done = subprocess.run(
-        [sys.executable, "-m", "minimodel.cli", "sweep", str(spec_path)], env=env, capture_output=True, text=True, timeout=1500
+        [sys.executable, "-m", "minimodel.cli", "sweep", str(spec_path)], env=user_env(), capture_output=True, text=True, timeout=1500
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return spec_path, done.stdout + done.stderr
