@@ -99,17 +99,10 @@ def test_each_arm_and_language_is_its_own_study_with_the_same_budget_and_space(r
     assert len({(c["adapt.lr"], c["adapt.steps"]) for c in first.values()}) == 1
 
 
-def test_one_rule_chooses_every_arms_config():
-    """The cheapest trial that ran to the end within the tolerance of its own arm's best, per arm and language."""
-    rows = [
-        ("standard", "a", True, 0.400, 5e9),
-        ("standard", "b", True, 0.395, 2e9),
-        ("standard", "c", True, 0.380, 1e9),
-        ("minipost", "d", True, 0.300, 3e9),
-        ("minipost", "e", False, 0.500, 1e9),
-        ("minipost", "f", True, 0.310, 4e9),
-    ]
-    table = pd.DataFrame(
+def tuning_table(rows: list[tuple]) -> pd.DataFrame:
+    """A tuning run's trials table (tuning.trials) from (arm, trial, finished, accuracy, FLOPs) rows, all
+    starting at dev accuracy 0.39 on language xx."""
+    return pd.DataFrame(
         [
             {
                 "language": "xx",
@@ -119,10 +112,25 @@ def test_one_rule_chooses_every_arms_config():
                 "link": "",
                 "finished": done,
                 "accuracy": acc,
+                "step0_accuracy": 0.39,
                 "flops": flops,
                 "values": {},
             }
             for arm, trial, done, acc, flops in rows
+        ]
+    )
+
+
+def test_one_rule_chooses_every_arms_config():
+    """The cheapest trial that ran to the end within the tolerance of its own arm's best, per arm and language."""
+    table = tuning_table(
+        [
+            ("standard", "a", True, 0.400, 5e9),
+            ("standard", "b", True, 0.395, 2e9),
+            ("standard", "c", True, 0.380, 1e9),
+            ("minipost", "d", True, 0.300, 3e9),
+            ("minipost", "e", False, 0.500, 1e9),
+            ("minipost", "f", True, 0.310, 4e9),
         ]
     )
     chosen = tuning.choose(table, tolerance=0.01)
@@ -130,6 +138,10 @@ def test_one_rule_chooses_every_arms_config():
     assert dict(zip(chosen["arm"], chosen["trial"])) == {"standard": "b", "minipost": "d"}
     best = tuning.choose(table, tolerance=0.0)
     assert dict(zip(best["arm"], best["trial"])) == {"standard": "a", "minipost": "f"}
+    # minipost chose its best, yet no trial that ran to the end beat step 0 (e, stopped early, does not count)
+    assert tuning.no_gain(table)[["arm", "language", "accuracy"]].to_dict("records") == [
+        {"arm": "minipost", "language": "xx", "accuracy": 0.310}
+    ]
 
 
 def run_cli(*argv: str) -> int:
@@ -182,6 +194,7 @@ def test_tune_then_confirm(ray_session, raw, tmp_path, capsys):
     assert set(pareto["run_id"]) == {t.info.run_id for t in trials}
     assert all(r in link for r, link in zip(pareto["run_id"], pareto["link"]))
     assert pareto.groupby("language")["pareto"].any().all()
+    assert pareto["step0_accuracy"].between(0, 1).all()  # what each trial had to beat, beside what it reached
     assert any(k.startswith("importance.minipost.") for k in tuned.data.metrics)
     chosen = {k: v for k, v in tuned.data.params.items() if k.startswith("chosen.")}
     blocks = yaml.safe_load(Path(client.download_artifacts(tuned.info.run_id, "tuning/chosen.yaml", str(tmp_path))).read_text())

@@ -5,6 +5,8 @@ The chosen config of an arm and language is picked by one rule for every arm: am
 ran their own steps to the end (not stopped by ASHA, not failed), the cheapest in FLOPs whose final dev
 accuracy is within `tune.tolerance` of the best. It is logged as params `chosen.ARM.LANGUAGE.KEY` on
 the tuning run (what `minimodel confirm` reads) and as chosen.yaml, `methods:` blocks per language.
+An arm none of whose finished trials ends above its step-0 dev accuracy is named: its chosen config
+is the one that loses least, which a user must not read as a recipe that helps.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def typed(spec: Spec, key: str, text: str) -> object:
 
 
 def trials(sweep: tracking.SweepRun, spec: Spec) -> pd.DataFrame:
-    """One row per trial of the tuning run: its arm, language, searched values, final dev accuracy and FLOPs."""
+    """One row per trial of the tuning run: its arm, language, searched values, final dev accuracy and
+    FLOPs, and its step-0 dev accuracy (what relearning has to beat)."""
     client = sweep.client()
     runs = client.search_runs(
         [sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.kind = 'trial'", max_results=10000
@@ -60,11 +63,19 @@ def trials(sweep: tracking.SweepRun, spec: Spec) -> pd.DataFrame:
                 "link": run_link(sweep, run.info.run_id),
                 "finished": run.info.status == "FINISHED",
                 "accuracy": m.get("accuracy", float("nan")),
+                "step0_accuracy": step0(client, run.info.run_id),
                 "flops": m.get("flops", float("nan")),
                 "values": {k: typed(spec, k, p[k]) for k in searched_keys(spec, group)},
             }
         )
-    return pd.DataFrame(rows, columns=["language", "arm", "trial", "run_id", "link", "finished", "accuracy", "flops", "values"])
+    columns = ["language", "arm", "trial", "run_id", "link", "finished", "accuracy", "step0_accuracy", "flops", "values"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def step0(client, run_id: str) -> float:
+    """A trial's first dev evaluation (its curve's step 0), NaN if it logged none."""
+    history = client.get_metric_history(run_id, "accuracy")
+    return min(history, key=lambda m: m.step).value if history else float("nan")
 
 
 def run_link(sweep: tracking.SweepRun, run_id: str) -> str:
@@ -81,6 +92,15 @@ def choose(table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
         good = group[group["accuracy"] >= group["accuracy"].max() - tolerance]
         picks.append(good.sort_values(["flops", "accuracy"], ascending=[True, False], kind="stable").iloc[0])
     return pd.DataFrame(picks, columns=table.columns)
+
+
+def no_gain(table: pd.DataFrame) -> pd.DataFrame:
+    """(arm, language) groups none of whose finished trials ended above its own step-0 dev accuracy:
+    their chosen config is the one that loses least, and the budget did not make relearning help."""
+    done = table[table["finished"] & table["accuracy"].notna()]
+    gains = (done["accuracy"] - done["step0_accuracy"]).groupby([done["arm"], done["language"]]).max()
+    best = done.groupby(["arm", "language"])[["accuracy", "step0_accuracy"]].max()
+    return best[gains <= 0].reset_index()
 
 
 def importance(spec: Spec, table: pd.DataFrame) -> pd.DataFrame:
@@ -187,7 +207,12 @@ def report(sweep: tracking.SweepRun, spec: Spec, out_dir: Path) -> pd.DataFrame:
     for _, row in chosen.iterrows():
         print(
             f"  {row['arm']:<14} {row['language']:<6} {format_values(row['values'])}: dev accuracy {row['accuracy']:.3f} at "
-            f"{row['flops']:.3g} FLOPs (trial {row['trial']})"
+            f"{row['flops']:.3g} FLOPs, step 0 {row['step0_accuracy']:.3f} (trial {row['trial']})"
+        )
+    for row in no_gain(table).itertuples():
+        print(
+            f"  {row.arm:<14} {row.language:<6} no trial ended above its step-0 dev accuracy (best {row.accuracy:.3f}, "
+            f"step 0 {row.step0_accuracy:.3f}): the chosen config is the one that loses least; relearning did not help at this budget"
         )
     for arm, language in sorted(set(map(tuple, table[["arm", "language"]].values)) - set(map(tuple, chosen[["arm", "language"]].values))):
         print(f"  {arm:<14} {language:<6} no trial ran to the end: nothing chosen")
