@@ -6,6 +6,7 @@ a real local Ray, real Optuna and a real MLflow store, on the tiny scratch model
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,6 +172,8 @@ def test_tune_then_confirm(ray_session, raw, tmp_path, capsys):
     assert run_cli("sweep", str(path)) == 0
     out = capsys.readouterr().out
     assert "one rule for every arm" in out and "Pareto table" in out
+    picks = re.findall(r"^  (?:standard|minipost) +(?:xx|yy) .*: dev accuracy [\d.]+ at .* FLOPs, step 0 [\d.]+ \(trial", out, re.M)
+    assert len(picks) == 4, out  # each chosen config beside the step-0 accuracy it had to beat
     client = MlflowClient(raw["tracking_uri"])
     experiment = client.get_experiment_by_name("tune").experiment_id
     (tuned,) = client.search_runs([experiment], "tags.phase = 'tune'")
