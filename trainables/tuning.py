@@ -50,6 +50,7 @@ def trials(sweep: tracking.SweepRun, spec: Spec) -> pd.DataFrame:
     runs = client.search_runs(
         [sweep.experiment_id], f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.kind = 'trial'", max_results=10000
     )
+    curves = tracking.metric_histories(client, [run.info.run_id for run in runs], ("accuracy",))["accuracy"]
     rows = []
     for run in runs:
         p, m = run.data.params, run.data.metrics
@@ -63,7 +64,7 @@ def trials(sweep: tracking.SweepRun, spec: Spec) -> pd.DataFrame:
                 "link": run_link(sweep, run.info.run_id),
                 "finished": run.info.status == "FINISHED",
                 "accuracy": m.get("accuracy", float("nan")),
-                "step0_accuracy": step0(client, run.info.run_id),
+                "step0_accuracy": step0(curves.get(run.info.run_id, {})),
                 "flops": m.get("flops", float("nan")),
                 "values": {k: typed(spec, k, p[k]) for k in searched_keys(spec, group)},
             }
@@ -72,10 +73,9 @@ def trials(sweep: tracking.SweepRun, spec: Spec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def step0(client, run_id: str) -> float:
+def step0(curve: dict[int, float]) -> float:
     """A trial's first dev evaluation (its curve's step 0), NaN if it logged none."""
-    history = client.get_metric_history(run_id, "accuracy")
-    return min(history, key=lambda m: m.step).value if history else float("nan")
+    return curve[min(curve)] if curve else float("nan")
 
 
 def run_link(sweep: tracking.SweepRun, run_id: str) -> str:
