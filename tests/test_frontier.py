@@ -403,7 +403,9 @@ def test_write_and_plot(tmp_path):
         "frontier_points.csv",
         "frontier_curves.csv",
         "evaluations.csv",
+        "starts.csv",
     ]
+    assert list(pd.read_csv(files[6]).columns) == frontier.START_COLUMNS
     assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     back = pd.read_csv(files[0])
     assert list(back.columns) == frontier.SUMMARY_COLUMNS and len(back) == len(result) == 16
@@ -414,6 +416,34 @@ def test_write_and_plot(tmp_path):
     assert "ja / init=random: ceiling (English) 0.900, floor (majority) 0.250" in text
     assert "compute_to_match" in text
     assert frontier_report.plot(table, tmp_path / "again.png").stat().st_size > 0
+
+
+def test_each_init_starts_against_random_init_paired_by_seed():
+    """A user choosing an init reads where each one starts, with its interval over seeds, and how far
+    above random init, seed against seed (a seed draws random init's rows), before any relearning."""
+    random_init, focus = [0.10, 0.20, 0.15], [0.30, 0.42, 0.33]
+    table = rows(
+        *[
+            run(f"{init}-{arm}-{seed}", arm, [(0, start), *PLATEAU], seed=seed, condition=f"init={init}")
+            for init, values in (("random", random_init), ("focus", focus))
+            for seed, start in enumerate(values)
+            for arm in ("standard", "minipost k=1")
+        ],
+        run("ru-0", "standard", [(0, 0.5), *PLATEAU], language="ru"),
+    )
+    starts = frontier.starts(table).set_index(["language", "condition"])
+    row = starts.loc[("de", "init=focus")]
+    lift = np.subtract(focus, random_init)
+    half = scipy.stats.t.ppf(0.975, 2) * lift.std(ddof=1) / math.sqrt(3)
+    assert (row["seeds"], row["pairs"], row["reference"]) == (3, 3, "init=random")
+    assert row["step0_accuracy"] == pytest.approx(np.mean(focus))
+    assert (row["lift"], row["lift_lo"], row["lift_hi"]) == pytest.approx((lift.mean(), lift.mean() - half, lift.mean() + half))
+    assert starts.loc[("de", "init=random"), "pairs"] == 0 and math.isnan(starts.loc[("de", "init=random"), "lift"])
+    lines = frontier_report.start_lines(frontier.starts(table))
+    start = f"step 0 0.350 [{row['step0_lo']:.3f}, {row['step0_hi']:.3f}] over 3 seeds"
+    lifted = f"+20.0 [{100 * row['lift_lo']:+.1f}, {100 * row['lift_hi']:+.1f}] points over init=random (3 seeds paired)"
+    assert f"de / init=focus: {start}; {lifted}" in lines
+    assert not any(line.startswith("ru /") for line in lines)  # one condition: nothing to compare
 
 
 def test_a_target_below_the_majority_floor_is_flagged():

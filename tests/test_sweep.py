@@ -145,6 +145,7 @@ def test_sweep_then_rerun_from_cache(ray_session, spec_path, capsys, monkeypatch
         "frontier.png",
         "frontier_curves.csv",
         "frontier_points.csv",
+        "starts.csv",
     ]
 
     # Read back from MLflow, with a target 5 points under the baseline's plateau instead of 1.

@@ -121,6 +121,20 @@ SUMMARY_COLUMNS = [
     "note",
 ]
 CURVE_COLUMNS = ["language", "condition", "arm", "config", "flops", "accuracy", "lo", "hi", "seeds"]
+REFERENCE_INIT = "random"  # what every init's start is measured against: embeddings that know nothing
+START_COLUMNS = [
+    "language",
+    "condition",
+    "seeds",
+    "step0_accuracy",
+    "step0_lo",
+    "step0_hi",
+    "reference",
+    "lift",
+    "lift_lo",
+    "lift_hi",
+    "pairs",
+]
 EVALUATION_COLUMNS = [
     "run_id",
     "language",
@@ -648,6 +662,39 @@ def summary(table: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> pd.DataF
         rows.append(_row(arm, targets.get(baseline, NAN), group.get(baseline), group.get(STANDARD), targets.get(STANDARD, NAN), tolerance))
     result = _totals(_claims(pd.DataFrame(rows)))
     return result[SUMMARY_COLUMNS]
+
+
+def _reference(condition: str) -> str:
+    """The condition with its init replaced by REFERENCE_INIT ('' when the condition names no init)."""
+    parts = condition.split(", ")
+    if not any(part.startswith("init=") for part in parts):
+        return ""
+    return ", ".join(f"init={REFERENCE_INIT}" if part.startswith("init=") else part for part in parts)
+
+
+def starts(table: pd.DataFrame) -> pd.DataFrame:
+    """Where each (language, condition) starts: step-0 dev accuracy per seed (the mean over its trials:
+    every arm and config of one seed starts from the same rows), its mean with a 95% t interval over
+    seeds, and its lift over the same condition under random init, paired by seed (the seed draws both
+    inits' random rows), with a 95% t interval on the per-seed differences. What an init is worth
+    before any relearning, read across conditions; the summary compares arms within one."""
+    table = prepare(table).dropna(subset=["accuracy"])
+    first = table.sort_values(["step", "flops"], kind="stable").groupby("run_id", sort=False).head(1)
+    per_seed = first.groupby([*GROUP, "seed"], sort=True)["accuracy"].mean()
+    rows = []
+    for (language, condition), seeds in per_seed.groupby(level=[0, 1], sort=True):
+        values = seeds.droplevel([0, 1])
+        mean, lo, hi = _t_interval(values.to_list())
+        reference = _reference(condition)
+        lift = (NAN, NAN, NAN)
+        pairs = 0
+        if reference and reference != condition and (language, reference) in per_seed.index.droplevel(2):
+            base = per_seed.loc[(language, reference)]
+            common = sorted(set(values.index) & set(base.index))
+            pairs = len(common)
+            lift = _t_interval([values[s] - base[s] for s in common])
+        rows.append([language, condition, len(values), mean, lo, hi, reference if pairs else "", *lift, pairs])
+    return pd.DataFrame(rows, columns=START_COLUMNS)
 
 
 def curves(table: pd.DataFrame) -> pd.DataFrame:

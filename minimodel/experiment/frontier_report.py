@@ -177,6 +177,24 @@ def totals(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+START_HEADER = "Where each condition starts (step-0 dev accuracy, 95% t over seeds):"
+
+
+def start_lines(starts: pd.DataFrame) -> list[str]:
+    """Per (language, condition), where its curves start and how far above random init (under
+    START_HEADER): only where a language ran under more than one condition (one has nothing to compare)."""
+    compared = starts.groupby("language")["condition"].transform("nunique") > 1
+    lines = []
+    for _, row in starts[compared].iterrows():
+        start = _interval(row["step0_accuracy"], row["step0_lo"], row["step0_hi"])
+        line = f"{row['language']} / {row['condition'] or '-'}: step 0 {start} over {row['seeds']} seeds"
+        if row["pairs"]:
+            interval = f" [{100 * row['lift_lo']:+.1f}, {100 * row['lift_hi']:+.1f}]" if np.isfinite(row["lift_lo"]) else ""
+            line += f"; {100 * row['lift']:+.1f}{interval} points over {row['reference']} ({row['pairs']} seeds paired)"
+        lines.append(line)
+    return lines
+
+
 def _blocks(summary: pd.DataFrame) -> tuple[list[tuple[str, list[list[str]]]], list[str]]:
     """Per (language, condition) its header and lines of cells (columns empty in every line left out),
     and the lines under the table: total compute, then how to read it."""
@@ -277,38 +295,46 @@ def plot(table: pd.DataFrame, path: str | Path, precomputed: pd.DataFrame | None
 
 @dataclass
 class FrontierFiles:
-    """What one frontier wrote: its summary table, and its files (the plot among them)."""
+    """What one frontier wrote: its summary and start tables, and its files (the plot among them)."""
 
     summary: pd.DataFrame
+    start_table: pd.DataFrame
     csv: Path
     markdown: Path
     plot: Path
     points: Path
     curves: Path
     evaluations: Path
+    starts: Path
 
     @property
     def paths(self) -> list[Path]:
-        return [self.csv, self.markdown, self.plot, self.points, self.curves, self.evaluations]
+        return [self.csv, self.markdown, self.plot, self.points, self.curves, self.evaluations, self.starts]
 
 
 def write(table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier.MATCH_TOLERANCE) -> FrontierFiles:
-    """Summary (CSV and markdown), plot, Pareto points, mean curves and every counted evaluation
-    (evaluations.csv: what `minimodel frontier --points` recomputes all of it from) into out_dir."""
+    """Summary (CSV and markdown), plot, Pareto points, mean curves, each condition's start and every
+    counted evaluation (evaluations.csv: what `minimodel frontier --points` recomputes all of it from)
+    into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = frontier.summary(table, tolerance)
     files = FrontierFiles(
         result,
+        frontier.starts(table),
         out / "frontier.csv",
         out / "frontier.md",
         out / "frontier.png",
         out / "frontier_points.csv",
         out / "frontier_curves.csv",
         out / "evaluations.csv",
+        out / "starts.csv",
     )
     result.to_csv(files.csv, index=False)
-    files.markdown.write_text(format_markdown(result))
+    files.start_table.to_csv(files.starts, index=False)
+    lines = start_lines(files.start_table)
+    bullets = f"\n{START_HEADER}\n\n" + "".join(f"- {line}\n" for line in lines) if lines else ""
+    files.markdown.write_text(format_markdown(result) + bullets)
     plot(table, files.plot, result)
     frontier.frontiers(table).to_csv(files.points, index=False)
     frontier.curves(table).to_csv(files.curves, index=False)
@@ -328,6 +354,8 @@ def report(table: pd.DataFrame, out_dir: str | Path, tolerance: float = frontier
     if short := table.loc[frontier.cut_short(table), "run_id"].nunique():
         print(f"left out of the frontier: {short} trials cut short (failed, interrupted or still running)")
     print(format_table(files.summary))
+    if lines := start_lines(files.start_table):
+        print("\n" + "\n".join([START_HEADER, *lines]))
     print(f"frontier plot: {files.plot}")
     return files
 
