@@ -87,7 +87,7 @@ def compute(
     a = cfg["adapt"]
     rank = distributed()[0]
     if a["init"] == "focus":
-        target = _vectors(cfg, cache_dir, "tokens", tokenizer, texts)
+        target = vectors(cfg, cache_dir, "tokens", tokenizer, texts)
         parts = {"target_vectors_s": target["wall_s"]}
         if rank:
             return {}
@@ -106,9 +106,9 @@ def compute(
         )
     else:
         english = data.read_corpus(cfg["data"]["source_corpus"], SOURCE_LANGUAGE, cfg["data"]["max_docs"])
-        source = _vectors(cfg, cache_dir, "words", source_tokenizer, english)
-        target = _vectors(cfg, cache_dir, "words", tokenizer, texts)
-        pairs = _dictionary(cfg, cache_dir, tokenizer)
+        source = vectors(cfg, cache_dir, "words", source_tokenizer, english)
+        target = vectors(cfg, cache_dir, "words", tokenizer, texts)
+        pairs = dictionary(cfg, cache_dir, tokenizer)
         parts = {
             "source_vectors_s": source["wall_s"],
             "target_vectors_s": target["wall_s"],
@@ -148,7 +148,7 @@ def load(entry: Path) -> tuple[torch.Tensor, dict[int, int], dict]:
     return load_file(entry / "rows.safetensors")["rows"], copied, json.loads((entry / "stats.json").read_text())
 
 
-def _vectors(cfg: dict, cache_dir: Path, kind: str, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict:
+def vectors(cfg: dict, cache_dir: Path, kind: str, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict:
     """fastText CBOW vectors (cached) of a corpus cut into `tokens` of the tokenizer (FOCUS's
     token-level vectors) or into normalised `words` (WECHSEL's word vectors), with the settings each
     library's own trainer uses; returns the model's path and what training it cost."""
@@ -203,7 +203,7 @@ def _normalize(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
     return normalizer.normalize_str(text) if normalizer else text
 
 
-def _dictionary(cfg: dict, cache_dir: Path, tokenizer: PreTrainedTokenizerBase) -> dict:
+def dictionary(cfg: dict, cache_dir: Path, tokenizer: PreTrainedTokenizerBase) -> dict:
     """WECHSEL's bilingual dictionary as its 'english<TAB>word' file, normalised like the vectors (cached)."""
     a = cfg["adapt"]
     given = bool(a["dictionary"])
