@@ -21,10 +21,8 @@ from scipy.linalg import orthogonal_procrustes
 from transformers import AutoTokenizer
 
 from minimodel.experiment import inits, pipeline
-from minimodel.experiment.cache import cached_tokenizer
 from minimodel.experiment.spec import load_spec
 from minimodel.text import data
-from minimodel.text.vocab import train_tokenizer
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -58,8 +56,7 @@ def main() -> None:
         pipeline.run_stage("source", cfg, cache)
         source_tokenizer = AutoTokenizer.from_pretrained(pipeline.stage_dir("source", cfg, cache) / "model")
         texts = data.read_corpus(cfg["data"]["target_corpus"], language, cfg["data"]["max_docs"])
-        vocab = cache / "vocab" / pipeline.stage_keys(cfg)["vocab"]
-        tokenizer = cached_tokenizer(vocab, lambda: train_tokenizer(source_tokenizer, texts, cfg["adapt"]["vocab_size"]))
+        tokenizer = pipeline.target_tokenizer(cfg, cache, source_tokenizer, texts)
         english_texts = data.read_corpus(cfg["data"]["source_corpus"], inits.SOURCE_LANGUAGE, cfg["data"]["max_docs"])
         english = fasttext.load_model(str(inits.vectors(cfg, cache, "words", source_tokenizer, english_texts)["path"]))
         target = fasttext.load_model(str(inits.vectors(cfg, cache, "words", tokenizer, texts)["path"]))

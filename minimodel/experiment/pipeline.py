@@ -272,7 +272,7 @@ def _finetune(cfg: dict, cache_dir: Path, out: Path) -> dict:
 
 def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None] | None) -> dict:
     a, d = cfg["adapt"], cfg["data"]
-    lang, keys = a["language"], stage_keys(cfg)
+    lang = a["language"]
     rank, world = distributed()
     source = stage_dir("source", cfg, cache_dir)
     stage, folder = arms.get(cfg).through
@@ -280,7 +280,7 @@ def _adapt(cfg: dict, cache_dir: Path, out: Path, report: Callable[[dict], None]
     seed = a["seed"]
     texts = data.read_corpus(d["target_corpus"], lang, d["max_docs"])
     source_tokenizer = AutoTokenizer.from_pretrained(source / "model")
-    tokenizer = cached_tokenizer(cache_dir / "vocab" / keys["vocab"], lambda: train_tokenizer(source_tokenizer, texts, a["vocab_size"]))
+    tokenizer = target_tokenizer(cfg, cache_dir, source_tokenizer, texts)
     body = AutoModelForMaskedLM.from_pretrained(through)
     weight, bias, shared, init_cost = _new_rows(cfg, cache_dir, body, source_tokenizer, tokenizer, texts)
     splice(body, weight, bias)
@@ -383,6 +383,12 @@ def load_embeddings(folder: str | Path) -> tuple[PreTrainedTokenizerBase, torch.
     """A language's learned (tokenizer, word embeddings, output bias), as saved by the adapt stage."""
     tensors = load_file(Path(folder) / "embeddings.safetensors")
     return AutoTokenizer.from_pretrained(folder), tensors["weight"], tensors["bias"]
+
+
+def target_tokenizer(cfg: dict, cache_dir: Path, source_tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> PreTrainedTokenizerBase:
+    """The new language's tokenizer, trained once per vocab key: the one every arm and init of it shares."""
+    vocab = cache_dir / "vocab" / stage_keys(cfg)["vocab"]
+    return cached_tokenizer(vocab, lambda: train_tokenizer(source_tokenizer, texts, cfg["adapt"]["vocab_size"]))
 
 
 def _held_out(blocks: torch.Tensor, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> tuple[list[dict], torch.Tensor]:
