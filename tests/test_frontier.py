@@ -213,8 +213,13 @@ def test_identical_seeds_give_zero_width_intervals():
     assert s["seeds"] == s["pairs"] == 3
     assert s["compute_to_match_lo"] == s["compute_to_match_hi"] == pytest.approx(s["compute_to_match"])
     assert s["final_accuracy_lo"] == s["final_accuracy_hi"] == pytest.approx(s["final_accuracy"])
-    assert s["cheaper"] and s["cheaper_p_holm"] == 0
     assert "[15.49, 15.49]" in frontier_report.format_table(by_arm(table).reset_index())
+    # no spread is no certainty: the exact sign test, which 3 agreeing seeds cannot pass and 6 can
+    assert not s["cheaper"] and s["cheaper_p"] == pytest.approx(1 / 8)
+    six = rows(
+        *[run(f"s{i}", "standard", STANDARD, seed=i) for i in range(6)], *[run(f"p{i}", "minipost k=1", FAST, seed=i) for i in range(6)]
+    )
+    assert by_arm(six).loc["minipost k=1", "cheaper"] and by_arm(six).loc["minipost k=1", "cheaper_p"] == pytest.approx(1 / 64)
 
 
 def test_differing_seeds_give_intervals_around_the_mean_deterministically():

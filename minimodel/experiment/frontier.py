@@ -265,6 +265,14 @@ def flops_to(flops: np.ndarray, accuracy: np.ndarray, target: float) -> float:
     return float(x[i - 1] + frac * (x[i] - x[i - 1]))
 
 
+def agreeing_seeds_p(n: int, holds: bool) -> float:
+    """One-sided p-value where every seed reads the same value, so a t statistic is undefined: the exact
+    sign test, the chance that all n paired seeds fall on the claimed side when either side is equally
+    likely (0.25 from 2 seeds, 1/64 from 6). Identical seeds are a collapsed classifier or a coarse
+    evaluation grid, not certainty."""
+    return 0.5**n if holds else 1.0
+
+
 def paired_ratio(reference: np.ndarray, arm: np.ndarray) -> Ratio:
     """Geometric mean of reference / arm over paired seeds, its 95% t-interval on the log ratios and
     the one-sided p-value that the arm is not cheaper; NaN where some seed never reached the target."""
@@ -280,8 +288,8 @@ def paired_ratio(reference: np.ndarray, arm: np.ndarray) -> Ratio:
     if n < 2:
         return Ratio(float(np.exp(mean)), pairs=n)
     se = float(logs.std(ddof=1) / np.sqrt(n))
-    if se == 0:  # identical seeds: no spread to test against
-        return Ratio(*[float(np.exp(mean))] * 3, p=float(mean <= 0), pairs=n, logs=tuple(logs))
+    if se == 0:
+        return Ratio(*[float(np.exp(mean))] * 3, p=agreeing_seeds_p(n, mean > 0), pairs=n, logs=tuple(logs))
     half = scipy.stats.t.ppf(0.975, n - 1) * se
     return Ratio(
         float(np.exp(mean)),
@@ -303,7 +311,8 @@ def pooled(strata: list[tuple[float, ...]]) -> Ratio:
     parts = np.array([np.var(s, ddof=1) / len(s) for s in strata]) / len(strata) ** 2
     mean, se = float(means.mean()), float(np.sqrt(parts.sum()))
     if se == 0:
-        return Ratio(*[float(np.exp(mean))] * 3, p=float(mean <= 0), pairs=sum(map(len, strata)))
+        pairs = sum(map(len, strata))
+        return Ratio(*[float(np.exp(mean))] * 3, p=agreeing_seeds_p(pairs, mean > 0), pairs=pairs)
     df = parts.sum() ** 2 / sum(w**2 / (len(s) - 1) for w, s in zip(parts, strata))
     half = scipy.stats.t.ppf(0.975, df) * se
     return Ratio(
@@ -323,7 +332,7 @@ def equivalence(differences: np.ndarray, margin: float) -> Difference:
         return Difference(float(d.mean())) if len(d) else Difference()
     mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
     if se == 0:
-        return Difference(mean, mean, mean, float(abs(mean) >= margin))
+        return Difference(mean, mean, mean, agreeing_seeds_p(len(d), abs(mean) < margin))
     half = scipy.stats.t.ppf(1 - MATCH_LEVEL, len(d) - 1) * se
     p = max(scipy.stats.t.sf((mean + margin) / se, len(d) - 1), scipy.stats.t.cdf((mean - margin) / se, len(d) - 1))
     return Difference(mean, mean - half, mean + half, float(p))
@@ -462,6 +471,7 @@ def rise(arm: Arm, dev_items: float) -> Rise:
     mean, p, why = float(gain.mean()), NAN, []
     if len(gain) >= 2:
         se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
+        # a gate, not a claim: seeds that gain alike leave the dev-items condition below to decide
         p = float(scipy.stats.t.sf(mean / se, len(gain) - 1)) if se > 0 else float(mean <= 0)
         if not p < RISE_LEVEL:
             why.append(f"one-sided p={p:.2g} over {len(gain)} seeds")
